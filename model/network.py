@@ -179,9 +179,13 @@ class Network:
     @cached_property
     def engine(self):
         """The compiled exact engine (built on first use, then reused)."""
+        import os
+
         try:
             from .engine import InferenceEngine
-        except ImportError:  # the compiled engine is not there yet: use the pgmpy reference
+        except ImportError:
+            InferenceEngine = None
+        if InferenceEngine is None or os.environ.get("LESIONBN_ENGINE") == "reference":
             from .reference import ReferenceEngine
 
             return ReferenceEngine(self.model)
@@ -275,6 +279,15 @@ class Network:
         }
         log_ev = pd.Series(result.log_evidence, index=index, name="log_evidence")
         return BatchResult(posteriors=posteriors, log_evidence=log_ev, possible=possible)
+
+    # ------------------------------------------------------------------ recommendations and explanation
+    # (model/recommend.py, model/explain.py)
+
+    # ------------------------------------------------------------------ learning and evaluation
+    # (model/cases.py, model/learning.py, model/evaluation.py)
+
+    # ------------------------------------------------------------------ sensitivity and uncertainty
+    # (model/sensitivity.py, model/uncertainty.py)
 
     # ------------------------------------------------------------------ export
     def export(self, path: str | Path, fmt: str | None = None) -> Path:
