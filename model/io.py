@@ -74,6 +74,8 @@ def read_interchange(path: str | Path) -> Knowledge:
                     os.unlink(tmp)
     except Exception as exc:  # pgmpy raises many kinds of errors on malformed files
         raise ModelFileError(f"{path}: could not parse as {FORMATS[fmt]}: {type(exc).__name__}: {exc}") from None
+    if model.number_of_nodes() == 0:
+        raise ModelFileError(f"{path}: could not parse as {FORMATS[fmt]}: no variables found")
     return knowledge_from_pgmpy(model, name=path.name.split(".")[0], origin=str(path))
 
 
