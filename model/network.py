@@ -282,6 +282,27 @@ class Network:
 
     # ------------------------------------------------------------------ recommendations and explanation
     # (model/recommend.py, model/explain.py)
+    def recommend(self, evidence: Evidence | None = None, target: str | None = None, **kwargs) -> pd.DataFrame:
+        """Rank the available tests by expected information about ``target`` (see
+        :func:`model.recommend.recommend` for the options and columns)."""
+        from .recommend import recommend
+
+        return recommend(self, evidence, target=target, **kwargs)
+
+    def explain(self, evidence: Evidence | None = None, target: str | None = None, **kwargs):
+        """Weight of evidence of each finding and the conflict measure (see
+        :func:`model.explain.explain`)."""
+        from .explain import explain
+
+        return explain(self, evidence, target=target, **kwargs)
+
+    def most_probable_explanation(self, evidence: Evidence | None = None, variables: Sequence[str] | None = None,
+                                  n: int = 5, **kwargs) -> pd.DataFrame:
+        """The ``n`` most probable joint configurations of ``variables`` (default: the latent
+        ones) given the evidence (see :func:`model.explain.most_probable_explanation`)."""
+        from .explain import most_probable_explanation
+
+        return most_probable_explanation(self, evidence, variables=variables, n=n, **kwargs)
 
     # ------------------------------------------------------------------ learning and evaluation
     # (model/cases.py, model/learning.py, model/evaluation.py)

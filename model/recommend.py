@@ -1,0 +1,473 @@
+"""Which test next? Value of information with costs, and a "what if" preview of every outcome.
+
+For each orderable test group (``net.tests``: variables revealed together, with a cost) this
+module computes, exactly, what the test is expected to tell about a target variable ``T``
+given the current evidence ``e``:
+
+* ``gain``: the mutual information ``I(T; G | e)`` in bits, where ``G`` is the *joint* outcome
+  of the group's unobserved variables (not the sum of their separate informations);
+* ``p_change``: the probability that the leading state of ``T`` is a different one after the test;
+* ``p_threshold``: the probability that, after the test, the leading state has probability
+  ``>= threshold``;
+* ``outcomes``: for every joint outcome ``o``, ``P(o | e)`` and the posterior ``P(T | e, o)``,
+  with the evidence to apply if that outcome is observed (the preview a UI shows).
+
+Every outcome of every group is one row of a single batched engine query: the row's
+likelihoods are the current evidence times the outcome's one-hot rows, so
+``P(o | e) = exp(log P(e, o) - log P(e))`` and the row's marginal is ``P(T | e, o)``.
+
+    >>> from model import load_network
+    >>> net = load_network()
+    >>> rec = recommend(net, {"weakness": "both_legs"}, target="lesion_site", k=3)
+    >>> list(rec.columns[:3])
+    ['label', 'variables', 'n_outcomes']
+    >>> rec.attrs["rank_rule"]                               # doctest: +ELLIPSIS
+    'gain_per_cost = gain / cost ...'
+
+Ranking: ``rank_by="gain_per_cost"`` (bits per cost unit; a free test with positive gain ranks
+first) or ``rank_by="net_benefit"`` (``gain - cost_weight * cost``; ``cost_weight`` in bits per
+cost unit, by default one bit per the cost of the most expensive available test).
+``lookahead=2`` adds, for each first test, the best second test after each of its outcomes and
+the best pair of tests overall (their joint information, by the chain rule).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import EvidenceError, ImpossibleEvidenceError
+from .evidence import check_variable, to_likelihoods
+
+RANK_RULES = ("gain_per_cost", "net_benefit")
+#: groups with more joint outcomes than this are left out (and named in ``attrs["skipped"]``)
+DEFAULT_MAX_OUTCOMES = 4096
+#: the two-step lookahead is refused when it would need more rows than this in one batch
+DEFAULT_MAX_LOOKAHEAD_ROWS = 500_000
+#: two numbers closer than this are a tie (leading state unchanged)
+_TIE = 1e-12
+
+__all__ = ["recommend", "outcome_table", "default_target", "RANK_RULES"]
+
+
+def default_target(net) -> str:
+    """``lesion_site`` when the network has it, else its first latent variable."""
+    return "lesion_site" if "lesion_site" in net.states else net.latent[0]
+
+
+@dataclass
+class _Candidate:
+    test: Any                 # TestGroup
+    reveal: tuple[str, ...]   # its variables not yet observed (hard), in order
+    outcomes: np.ndarray      # (n_outcomes, len(reveal)) state indices, C order
+
+
+def _hard_observed(lik: Mapping[str, np.ndarray]) -> set[str]:
+    return {v for v, L in lik.items() if np.count_nonzero(L) == 1}
+
+
+def _outcome_grid(cards: list[int]) -> np.ndarray:
+    """All joint outcomes as an ``(prod(cards), len(cards))`` index array (last varies fastest)."""
+    if not cards:
+        return np.zeros((1, 0), dtype=np.intp)
+    grids = np.indices(cards).reshape(len(cards), -1).T
+    return np.ascontiguousarray(grids, dtype=np.intp)
+
+
+def _candidates(net, observed: set[str], target: str, max_outcomes: int):
+    generic = not net.knowledge.tests
+    out, skipped = [], []
+    for test in net.tests:
+        reveal = tuple(v for v in dict.fromkeys(test.variables) if v not in observed)
+        if not reveal or (generic and reveal == (target,)):
+            continue
+        cards = [len(net.states[v]) for v in reveal]
+        n = math.prod(cards)
+        if n > max_outcomes:
+            skipped.append({"test": test.name, "n_outcomes": n,
+                            "reason": f"{n} joint outcomes > max_outcomes={max_outcomes}"})
+            continue
+        out.append(_Candidate(test, reveal, _outcome_grid(cards)))
+    return out, skipped
+
+
+def _batch(net, base: Mapping[str, np.ndarray], blocks, n_rows: int) -> dict[str, np.ndarray]:
+    """Likelihood arrays for a batch: row 0.. are the base evidence; each block
+    ``(offset, variables, outcomes)`` multiplies one-hot rows for its variables into its rows."""
+    arrays: dict[str, np.ndarray] = {}
+    for offset, variables, outs in blocks:
+        rows = np.arange(offset, offset + len(outs))
+        for j, v in enumerate(variables):
+            a = arrays.get(v)
+            if a is None:
+                card = len(net.states[v])
+                a = np.empty((n_rows, card))
+                a[:] = base.get(v, 1.0)
+                arrays[v] = a
+            keep = a[rows, outs[:, j]]
+            a[rows] = 0.0
+            a[rows, outs[:, j]] = keep
+    for v, L in base.items():
+        arrays.setdefault(v, L)
+    return arrays
+
+
+def _row_stats(q: np.ndarray, q0: np.ndarray, lead0: np.ndarray, threshold: float):
+    """Per row: KL(q || q0) in bits, whether the leader changed, whether max q >= threshold.
+
+    ``q0`` and ``lead0`` are per row (the posterior the row's outcome is compared with)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(q > 0, q * np.log2(q / q0), 0.0)
+    kl = np.maximum(np.nan_to_num(terms.sum(axis=1), nan=0.0), 0.0)
+    qmax = q.max(axis=1)
+    lead_q = q[np.arange(len(q)), lead0]
+    changed = lead_q < qmax - _TIE
+    return kl, changed, qmax >= threshold - _TIE
+
+
+def _segment_sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    if len(starts) == 0:
+        return np.zeros(0)
+    return np.add.reduceat(x, starts)
+
+
+def recommend(
+    net,
+    evidence: Mapping[str, Any] | None = None,
+    target: str | None = None,
+    k: int | None = 10,
+    rank_by: str = "gain_per_cost",
+    cost_weight: float | None = None,
+    threshold: float = 0.9,
+    lookahead: int = 1,
+    min_gain: float = 0.01,
+    max_outcomes: int = DEFAULT_MAX_OUTCOMES,
+    preview: bool = True,
+) -> pd.DataFrame:
+    """Rank the available tests by their expected information about ``target`` (with costs).
+
+    Parameters
+    ----------
+    net : Network
+    evidence : mapping, optional
+        Current findings (state names or soft likelihoods). A test group whose variables are
+        all observed (hard) is skipped; a partly observed group reveals the rest. A variable
+        with soft evidence can still be tested (the test observes it exactly).
+    target : str, optional
+        Any variable; default :func:`default_target`.
+    k : int or None
+        Number of rows returned (the best ``k``); None for all. The stopping rule in ``attrs``
+        always considers every available test.
+    rank_by : {"gain_per_cost", "net_benefit"}
+    cost_weight : float, optional
+        Bits per cost unit for ``net_benefit`` (default: 1 / the largest available cost).
+    threshold : float
+        Probability a leading state must reach to count as settled (``p_threshold``).
+    lookahead : {1, 2}
+        2 adds ``expected_next_gain`` / ``p_stop_after`` per test, the best next test after each
+        outcome (in ``outcomes``), and ``attrs["best_pair"]`` / ``attrs["pairs"]``.
+    min_gain : float
+        Expected gains (bits) below this count as worthless for the stopping rule.
+    max_outcomes : int
+        Groups with more joint outcomes are left out and listed in ``attrs["skipped"]``.
+    preview : bool
+        Build the per-outcome preview column ``outcomes`` (a list of dicts per test, each with
+        ``outcome``, ``probability``, ``posterior``, ``leader``, ``leader_probability``,
+        ``leader_changes`` and ``evidence`` = the evidence to apply for that outcome).
+
+    Returns
+    -------
+    pandas.DataFrame indexed by test name, best first, with columns ``label, variables,
+    n_outcomes, gain, p_change, p_threshold, cost, invasiveness, time_to_result, source,
+    score, rank`` (+ lookahead columns) and ``outcomes``. ``attrs`` holds the target, the
+    current posterior and leader, the rank rule, ``stop`` / ``stop_reason`` and ``skipped``.
+
+    Examples
+    --------
+    >>> rec = recommend(net, {"babinski": "present"}, target="lesion_type")   # doctest: +SKIP
+    >>> outcome_table(rec, rec.index[0])                                    # doctest: +SKIP
+    """
+    if rank_by not in RANK_RULES:
+        raise EvidenceError(f"rank_by={rank_by!r} is not one of {', '.join(RANK_RULES)}")
+    if lookahead not in (1, 2):
+        raise EvidenceError(f"lookahead must be 1 or 2, got {lookahead!r}")
+    if not 0.0 < threshold <= 1.0:
+        raise EvidenceError(f"threshold must be in (0, 1], got {threshold!r}")
+    if k is not None and (not isinstance(k, (int, np.integer)) or k < 1):
+        raise EvidenceError(f"k must be a positive integer or None, got {k!r}")
+    if cost_weight is not None and not (math.isfinite(cost_weight) and cost_weight >= 0):
+        raise EvidenceError(f"cost_weight must be a finite number >= 0, got {cost_weight!r}")
+    target = default_target(net) if target is None else check_variable(target, net.states)
+    evidence = dict(evidence or {})
+    base = to_likelihoods(evidence, net.states)
+    cands, skipped = _candidates(net, _hard_observed(base), target, max_outcomes)
+    tstates = net.states[target]
+
+    # ---- one batch: row 0 = current evidence, then every outcome of every group
+    sizes = np.array([len(c.outcomes) for c in cands], dtype=np.intp)
+    starts = 1 + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp) if len(cands) else sizes
+    n_rows = 1 + int(sizes.sum())
+    blocks = [(int(s), c.reveal, c.outcomes) for s, c in zip(starts, cands)]
+    res = net.engine.query(_batch(net, base, blocks, n_rows), [target], n_cases=n_rows)
+    if not bool(res.possible[0]):
+        from .network import _impossible_message
+
+        raise ImpossibleEvidenceError(_impossible_message(evidence))
+    le = np.asarray(res.log_evidence, dtype=float)
+    post = np.asarray(res.marginals[target], dtype=float)
+    q0 = post[0]
+    lead0 = int(np.argmax(q0))
+    q, p = post[1:], np.exp(le[1:] - le[0])
+    ok = np.isfinite(le[1:])
+    p = np.where(ok, p, 0.0)
+    q = np.where(ok[:, None], q, q0)          # impossible outcomes: weight 0, any finite row
+    seg = starts - 1
+    totals = _segment_sum(p, seg)
+    p = p / np.repeat(np.where(totals > 0, totals, 1.0), sizes)   # float hygiene only
+    kl, changed, settled = _row_stats(q, q0[None, :], np.full(len(q), lead0), threshold)
+    gain = _segment_sum(p * kl, seg)
+    p_change = _segment_sum(p * changed, seg)
+    p_thr = _segment_sum(p * settled, seg)
+
+    costs = np.array([float(c.test.cost) for c in cands])
+    if rank_by == "net_benefit" and cost_weight is None:
+        cmax = costs.max() if len(costs) else 0.0
+        cost_weight = 1.0 / cmax if cmax > 0 else 0.0
+    score = _score(gain, costs, rank_by, cost_weight)
+    rule = (
+        "gain_per_cost = gain / cost (bits per cost unit; cost 0 with positive gain ranks first)"
+        if rank_by == "gain_per_cost"
+        else f"net_benefit = gain - cost_weight * cost (cost_weight = {cost_weight:.6g} bits per cost unit)"
+    )
+
+    frame = pd.DataFrame(
+        {
+            "label": [c.test.label for c in cands],
+            "variables": [c.reveal for c in cands],
+            "n_outcomes": sizes,
+            "gain": gain,
+            "p_change": np.clip(p_change, 0.0, 1.0),
+            "p_threshold": np.clip(p_thr, 0.0, 1.0),
+            "cost": costs,
+            "invasiveness": [c.test.invasiveness for c in cands],
+            "time_to_result": [c.test.time_to_result for c in cands],
+            "source": ["; ".join(c.test.source) for c in cands],
+            "score": score,
+        },
+        index=pd.Index([c.test.name for c in cands], name="test"),
+    )
+    outcomes = None
+    if preview:
+        outcomes = _previews(net, evidence, cands, starts - 1, p, q, lead0, tstates)
+
+    attrs: dict[str, Any] = {
+        "target": target,
+        "evidence": evidence,
+        "posterior": dict(zip(tstates, map(float, q0))),
+        "leader": tstates[lead0],
+        "leader_probability": float(q0[lead0]),
+        "entropy": float(-np.sum(np.where(q0 > 0, q0 * np.log2(np.where(q0 > 0, q0, 1)), 0.0))),
+        "threshold": threshold,
+        "threshold_reached": bool(q0[lead0] >= threshold - _TIE),
+        "rank_by": rank_by,
+        "rank_rule": rule,
+        "cost_weight": cost_weight,
+        "min_gain": min_gain,
+        "max_outcomes": max_outcomes,
+        "skipped": skipped,
+        "lookahead": lookahead,
+    }
+    if lookahead == 2 and cands:
+        extra = _lookahead(net, target, base, cands, starts - 1, p, q, le[1:], threshold, rank_by,
+                           cost_weight, min_gain, gain, costs)
+        frame["expected_next_gain"] = extra["expected_next_gain"]
+        frame["p_stop_after"] = extra["p_stop_after"]
+        if outcomes is not None:
+            for i, rows in enumerate(outcomes):
+                for j, row in enumerate(rows):
+                    row["next_test"], row["next_gain"] = extra["next"][i][j]
+        attrs["best_pair"] = extra["best_pair"]
+        attrs["pairs"] = extra["pairs"]
+    if outcomes is not None:
+        frame["outcomes"] = outcomes
+    attrs["stop"], attrs["stop_reason"] = _stopping(frame, min_gain)
+
+    order = np.lexsort((np.arange(len(frame)), costs, -gain, -score))
+    frame = frame.iloc[order]
+    frame.insert(frame.columns.get_loc("score") + 1, "rank", np.arange(1, len(frame) + 1))
+    if k is not None:
+        frame = frame.head(int(k))
+    frame.attrs.update(attrs)
+    return frame
+
+
+def _score(gain, costs, rank_by, cost_weight):
+    if rank_by == "net_benefit":
+        return gain - cost_weight * costs
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(costs > 0, gain / np.where(costs > 0, costs, 1.0),
+                        np.where(gain > 0, np.inf, 0.0))
+
+
+def _stopping(frame: pd.DataFrame, min_gain: float) -> tuple[bool, str | None]:
+    if frame.empty:
+        return True, "no test is left to order (every test's variables are already observed)"
+    if not (frame["p_change"] > _TIE).any():
+        return True, "no available test can change the leading hypothesis"
+    if not (frame["gain"] >= min_gain).any():
+        return True, f"every expected information gain is below min_gain = {min_gain:g} bits"
+    return False, None
+
+
+def _previews(net, evidence, cands, seg, p, q, lead0, tstates):
+    out = []
+    tstates = list(tstates)
+    for c, s in zip(cands, seg):
+        rows = []
+        names = [net.states[v] for v in c.reveal]
+        for j, o in enumerate(c.outcomes):
+            r = s + j
+            qr = q[r]
+            lead = int(np.argmax(qr)) if qr[lead0] < qr.max() - _TIE else lead0
+            outcome = {v: names[i][o[i]] for i, v in enumerate(c.reveal)}
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "probability": float(p[r]),
+                    "posterior": dict(zip(tstates, qr.tolist())),
+                    "leader": tstates[lead],
+                    "leader_probability": float(qr[lead]),
+                    "leader_changes": lead != lead0,
+                    "evidence": {**evidence, **outcome},
+                }
+            )
+        out.append(rows)
+    return out
+
+
+def outcome_table(result: pd.DataFrame, test: str) -> pd.DataFrame:
+    """The "what if" preview of one test of a :func:`recommend` result as a table.
+
+    One row per joint outcome (most probable first): the revealed variables' states,
+    ``probability``, the leader after it and the target posterior (one column per state).
+    ``row["evidence"]`` of ``result.loc[test, "outcomes"]`` is what to apply.
+    """
+    if "outcomes" not in result.columns:
+        raise EvidenceError("this result was computed with preview=False; no outcomes to show")
+    if test not in result.index:
+        raise EvidenceError(f"test {test!r} is not in this result (tests: {', '.join(result.index)})")
+    rows = []
+    for o in result.at[test, "outcomes"]:
+        row = dict(o["outcome"])
+        row.update(probability=o["probability"], leader=o["leader"],
+                   leader_probability=o["leader_probability"])
+        if "next_test" in o:
+            row.update(next_test=o["next_test"], next_gain=o["next_gain"])
+        row.update({f"P({s})": v for s, v in o["posterior"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- two-step lookahead
+
+def _lookahead(net, tname, base, cands, seg, p, q, le, threshold, rank_by, cost_weight, min_gain,
+               gain1, costs):
+    """Second tests after each possible outcome of each first test, in one batch."""
+    target_rows = []   # (first i, outcome row r, second j, reveal2, outcomes2)
+    total = 0
+    for i, c in enumerate(cands):
+        first = set(c.reveal)
+        for jo in range(len(c.outcomes)):
+            r = seg[i] + jo
+            if p[r] <= 0:
+                continue
+            for j, c2 in enumerate(cands):
+                if j == i:
+                    continue
+                reveal2 = tuple(v for v in c2.reveal if v not in first)
+                if not reveal2:
+                    continue
+                if reveal2 == c2.reveal:
+                    outs2 = c2.outcomes
+                else:
+                    outs2 = _outcome_grid([len(net.states[v]) for v in reveal2])
+                target_rows.append((i, r, jo, j, reveal2, outs2))
+                total += len(outs2)
+    if total > DEFAULT_MAX_LOOKAHEAD_ROWS:
+        raise EvidenceError(
+            f"the two-step lookahead needs {total} outcome pairs (> {DEFAULT_MAX_LOOKAHEAD_ROWS}); "
+            "use lookahead=1 or lower max_outcomes"
+        )
+    blocks, offset, meta = [], 0, []
+    for i, r, jo, j, reveal2, outs2 in target_rows:
+        o1 = np.broadcast_to(cands[i].outcomes[jo], (len(outs2), len(cands[i].reveal)))
+        blocks.append((offset, cands[i].reveal + reveal2, np.hstack([o1, outs2])))
+        meta.append((i, r, j, offset, len(outs2)))
+        offset += len(outs2)
+    n_rows = max(offset, 1)
+    res = net.engine.query(_batch(net, base, blocks, n_rows), [tname], n_cases=n_rows)
+    le2 = np.asarray(res.log_evidence, dtype=float)
+    q2 = np.asarray(res.marginals[tname], dtype=float)
+    # per (first, outcome, second): gain of the second test given e and the first's outcome
+    firsts = np.array([m[1] for m in meta], dtype=np.intp)
+    starts = np.array([m[3] for m in meta], dtype=np.intp)
+    lens = np.array([m[4] for m in meta], dtype=np.intp)
+    parent = np.repeat(firsts, lens)
+    ok = np.isfinite(le2[:offset])
+    p2 = np.where(ok, np.exp(le2[:offset] - le[parent]), 0.0)
+    tot = _segment_sum(p2, starts)
+    p2 = p2 / np.repeat(np.where(tot > 0, tot, 1.0), lens)
+    q2 = np.where(ok[:, None], q2[:offset], q[parent])
+    lead_parent = np.argmax(q, axis=1)[parent]
+    kl, _, _ = _row_stats(q2, q[parent], lead_parent, threshold)
+    g2 = _segment_sum(p2 * kl, starts)
+
+    n = len(cands)
+    second = {}   # (i, r) -> list of (j, gain2)
+    for (i, r, j, _, _), g in zip(meta, g2):
+        second.setdefault((i, r), []).append((j, float(g)))
+    expected_next = np.zeros(n)
+    p_stop = np.zeros(n)
+    pair_gain = {}
+    nxt = []
+    for i, c in enumerate(cands):
+        per = []
+        for jo in range(len(c.outcomes)):
+            r = seg[i] + jo
+            options = second.get((i, r), [])
+            settled = q[r].max() >= threshold - _TIE
+            best = None
+            if options and not settled:
+                js = np.array([o[0] for o in options])
+                gs = np.array([o[1] for o in options])
+                sc = _score(gs, costs[js], rank_by, cost_weight)
+                b = int(np.lexsort((costs[js], -gs, -sc))[0])
+                if gs[b] >= min_gain:
+                    best = (cands[js[b]].test.name, float(gs[b]))
+            if best is None:
+                p_stop[i] += p[r]
+                per.append((None, 0.0))
+            else:
+                expected_next[i] += p[r] * best[1]
+                per.append(best)
+            for j, g in options:
+                pair_gain[(i, j)] = pair_gain.get((i, j), float(gain1[i])) + p[r] * g
+        nxt.append(per)
+    pairs = []
+    for (i, j), g in pair_gain.items():
+        if i > j and (j, i) in pair_gain:
+            continue   # the joint gain of a pair does not depend on the order
+        cost = float(costs[i] + costs[j])
+        sc = float(_score(np.array([g]), np.array([cost]), rank_by, cost_weight)[0])
+        pairs.append({"tests": (cands[i].test.name, cands[j].test.name), "gain": float(g), "cost": cost, "score": sc})
+    pairs.sort(key=lambda d: (-d["score"], -d["gain"], d["cost"]))
+    return {
+        "expected_next_gain": expected_next,
+        "p_stop_after": np.clip(p_stop, 0.0, 1.0),
+        "next": nxt,
+        "best_pair": pairs[0] if pairs else None,
+        "pairs": pairs[:10],
+    }
