@@ -280,6 +280,10 @@ def recommend(
         "skipped": skipped,
         "lookahead": lookahead,
     }
+    if lookahead == 2:
+        frame["expected_next_gain"] = np.zeros(len(cands))
+        frame["p_stop_after"] = np.ones(len(cands))
+        attrs["best_pair"], attrs["pairs"] = None, []
     if lookahead == 2 and cands:
         extra = _lookahead(net, target, base, cands, starts - 1, p, q, le[1:], threshold, rank_by,
                            cost_weight, min_gain, gain, costs)
