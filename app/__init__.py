@@ -1,0 +1,1 @@
+"""The lesionbn Streamlit app: presentation only (every number comes from model/'s public API)."""

@@ -1,0 +1,1 @@
+"""The app's pages: diagnose (findings, posterior, next tests, explanation) and model."""
