@@ -1,6 +1,7 @@
 """Case tools (sidebar) and the lower sections: next tests, why, compare, report and share."""
 from __future__ import annotations
 
+import math
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -11,6 +12,8 @@ from app import report, resources, state
 
 WHATIF_TESTS = 5
 WHATIF_OUTCOMES = 8
+#: |weight of evidence| (nats) below which a finding is listed as having little effect (display only)
+LITTLE_EFFECT = 0.1
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -214,18 +217,25 @@ def explanation(ex) -> None:
     f = ex.findings
     if f.empty:
         return
-    data, spec = ui.woe_chart(f, ex.hypothesis)
-    st.vega_lite_chart(data, spec, width="stretch")
+    strong = f[f["woe"].abs() >= LITTLE_EFFECT]
+    if not strong.empty:
+        data, spec = ui.woe_chart(strong, ex.hypothesis)
+        st.vega_lite_chart(data, spec, width="stretch")
     pro, con = st.columns(2, gap="large")
-    for col, title, part in ((pro, f"For {ui.pretty(ex.hypothesis)}", f[f["woe"] > 0]),
-                             (con, f"Against {ui.pretty(ex.hypothesis)}", f[f["woe"] < 0])):
+    for col, title, part in ((pro, f"For {ui.pretty(ex.hypothesis)}", strong[strong["woe"] > 0]),
+                             (con, f"Against {ui.pretty(ex.hypothesis)}", strong[strong["woe"] < 0])):
         with col:
             st.markdown(f"**{title}**")
             if part.empty:
                 st.caption("none")
             for name, r in part.iterrows():
                 st.markdown(f"- {ui.pretty(name)} = {ui.pretty(r['state'])}: likelihood ratio "
-                            f"{r['likelihood_ratio']:.2g}; without it {ui.pct(r['posterior_without'])}")
+                            f"{r['likelihood_ratio']:.3g}; {ui.pretty(ex.hypothesis)} would be "
+                            f"{ui.pct(r['posterior_without'])} without it")
+    weak = f[f["woe"].abs() < LITTLE_EFFECT]
+    if not weak.empty:
+        st.caption(f"Little effect given the other findings (likelihood ratio between {math.exp(-LITTLE_EFFECT):.2f} "
+                   f"and {math.exp(LITTLE_EFFECT):.2f}): " + ", ".join(ui.pretty(v) for v in weak.index) + ".")
 
 
 def compare(net, targets) -> None:
