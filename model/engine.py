@@ -79,6 +79,22 @@ _NOMINAL_BATCH = 1024
 _MAX_CHILDREN = 3
 
 
+_SINGLE_THREAD_FROM = 64
+_CONTROLLER: list = []
+
+
+def _blas_controller():
+    """A cached threadpoolctl controller (None when threadpoolctl is not installed)."""
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER.append(ThreadpoolController())
+        except Exception:  # pragma: no cover - optional dependency
+            _CONTROLLER.append(None)
+    return _CONTROLLER[0]
+
+
 @dataclass(frozen=True)
 class EngineResult:
     """Result of :meth:`InferenceEngine.query` for ``N`` cases.
@@ -126,11 +142,14 @@ def _moral_graph(nodes: Sequence[str], parents: Mapping[str, Sequence[str]]) -> 
 
 
 def _elimination_cliques(adj: dict[str, set[str]], cards: Mapping[str, int],
-                         rank: Mapping[str, int]) -> list[tuple[str, frozenset[str]]]:
-    """Greedy min-fill elimination (ties: min-weight, then ``rank``).
+                         rank: Mapping[str, int], heuristic: str = "min_fill"
+                         ) -> list[tuple[str, frozenset[str]]]:
+    """Greedy elimination on an undirected graph.
 
-    Returns ``(v, clique)`` per eliminated variable, in elimination order, where ``clique`` is
-    ``v`` with its neighbours at the time it is eliminated.
+    ``heuristic`` is ``"min_fill"`` (fewest fill-in edges, ties: smallest clique weight) or
+    ``"min_weight"`` (smallest clique state space, ties: fewest fill-ins); final ties go to
+    ``rank``.  Returns ``(v, clique)`` per eliminated variable, in elimination order, where
+    ``clique`` is ``v`` with its neighbours at the time it is eliminated.
     """
     adj = {v: set(n) for v, n in adj.items()}
     logc = {v: math.log(cards[v]) for v in adj}
@@ -145,7 +164,8 @@ def _elimination_cliques(adj: dict[str, set[str]], cards: Mapping[str, int],
                 for b in nbl[i + 1:]:
                     if b not in na:
                         fill += 1
-            key = (fill, logc[v] + sum(logc[u] for u in nb), rank[v])
+            weight = round(logc[v] + sum(logc[u] for u in nb), 9)
+            key = (fill, weight, rank[v]) if heuristic == "min_fill" else (weight, fill, rank[v])
             if best_key is None or key < best_key:
                 best, best_key = v, key
         nb = adj.pop(best)
@@ -154,6 +174,17 @@ def _elimination_cliques(adj: dict[str, set[str]], cards: Mapping[str, int],
             adj[a].update(nb - {a})
         out.append((best, frozenset(nb | {best})))
     return out
+
+
+def _best_elimination(adj, cards, rank):
+    """Run both heuristics; keep the order whose cliques have the smallest total state space."""
+    best, best_cost = None, None
+    for h in ("min_fill", "min_weight"):
+        elim = _elimination_cliques(adj, cards, rank, h)
+        cost = sum(math.prod(cards[v] for v in c) for _, c in elim)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = elim, cost
+    return best
 
 
 def _junction_forest(elim: list[tuple[str, frozenset[str]]]) -> tuple[dict[int, frozenset[str]],
@@ -324,8 +355,8 @@ class _Plan:
     """A compiled propagation schedule for one (evidence set, targets) pair."""
 
     schedule: list  # (edge, contraction, is_collect); run in order
-    roots: list  # contraction of each tree's root down to a scalar per case
-    targets: dict  # target key -> contraction giving (N, card) or (N, ca, cb)
+    roots: list  # per tree: ("own", contraction to a scalar) or ("group", index in groups)
+    groups: list  # (contraction to a joint over held targets, [(key, axes to sum out)])
     per_case: int  # largest intermediate per case, in elements
     n_nodes: int
     max_scope: int
@@ -388,7 +419,7 @@ class InferenceEngine:
             a, b = pair
             adj[a].add(b)
             adj[b].add(a)
-        scope, nbrs = _junction_forest(_elimination_cliques(adj, self.cards, self._rank))
+        scope, nbrs = _junction_forest(_best_elimination(adj, self.cards, self._rank))
 
         # Assign each table (and likelihood) to the smallest node holding its family.
         def size(s):
@@ -470,28 +501,27 @@ class InferenceEngine:
                 stack.extend(children[u])
         nb_all = {u: ([parent[u]] if parent[u] is not None else []) + children[u] for u in order}
 
-        # Static factor of each node: product of its tables, over the union of their scopes.
-        static: dict[int, tuple[np.ndarray, tuple[str, ...]] | None] = {}
+        # Static factors of each node: its tables, a table being multiplied into another one
+        # of the node when its scope is contained in that one's (so no factor grows).
+        static: dict[int, list[tuple[np.ndarray, tuple[str, ...]]]] = {}
         for u in order:
-            if not tabs[u]:
-                static[u] = None
-                continue
-            vs: list[str] = []
-            for v in tabs[u]:
-                for x in (v, *self.parents[v]):
-                    if x not in vs:
-                        vs.append(x)
-            letters = {x: oe.get_symbol(i) for i, x in enumerate(vs)}
-            eq = ",".join("".join(letters[x] for x in (v, *self.parents[v])) for v in tabs[u])
-            arr = np.einsum(eq + "->" + "".join(letters[x] for x in vs),
-                            *[self.tables[v] for v in tabs[u]]) if len(tabs[u]) > 1 else \
-                self.tables[tabs[u][0]]
-            static[u] = (arr, tuple(vs))
+            facs: list[tuple[np.ndarray, tuple[str, ...]]] = []
+            for v in sorted(tabs[u], key=lambda v: -len(self.parents[v])):
+                t, vs = self.tables[v], (v, *self.parents[v])
+                for k, (arr, avs) in enumerate(facs):
+                    if set(vs) <= set(avs):
+                        letters = {x: oe.get_symbol(i) for i, x in enumerate(avs)}
+                        sa = "".join(letters[x] for x in avs)
+                        facs[k] = (np.einsum(f"{sa},{''.join(letters[x] for x in vs)}->{sa}", arr, t), avs)
+                        break
+                else:
+                    facs.append((t, vs))
+            static[u] = facs
 
         def inputs(u, exclude):
             ins = []
-            if static[u] is not None:
-                ins.append((("static", static[u][0]), static[u][1]))
+            for arr, vs in static[u]:
+                ins.append((("static", arr), vs))
             for v in liks[u]:
                 ins.append((("lik", v), (v,)))
             for w in nb_all[u]:
@@ -507,32 +537,62 @@ class InferenceEngine:
             if parent[u] is not None:
                 schedule.append(((u, parent[u]), _Contraction(inputs(u, parent[u]),
                                                               sep(u, parent[u]), self.cards), True))
-        # Target holders: smallest node containing the target(s).
+        # Target holders: for each target, the node containing it that is cheapest to reach,
+        # counting its own size plus the parent sizes of distribute messages not yet scheduled.
+        need: set[int] = set()
+
+        def holder_for(vs):
+            best, best_cost = None, None
+            for u in order:
+                if not vs <= scope[u]:
+                    continue
+                cost, w = size(scope[u]), u
+                while parent[w] is not None and w not in need:
+                    cost += size(scope[parent[w]])
+                    w = parent[w]
+                if best_cost is None or cost < best_cost:
+                    best, best_cost = u, cost
+            w = best
+            while parent[w] is not None and w not in need:
+                need.add(w)
+                w = parent[w]
+            return best
+
         tnodes: dict[Any, int] = {}
         for t in targets:
-            tnodes[t] = min((u for u in order if t in scope[u]), key=lambda u: (size(scope[u]), u))
+            tnodes[t] = holder_for({t})
         if pair is not None:
-            tnodes[pair] = min((u for u in order if set(pair) <= scope[u]),
-                               key=lambda u: (size(scope[u]), u))
-        need: set[int] = set()
-        for u in tnodes.values():
-            while parent[u] is not None and u not in need:
-                need.add(u)
-                u = parent[u]
+            tnodes[pair] = holder_for(set(pair))
         for u in order:  # distribute: parents before children, only towards target holders
             if u in need:
                 p = parent[u]
                 schedule.append(((p, u), _Contraction(inputs(p, u), sep(p, u), self.cards), False))
-        root_c = [_Contraction(inputs(r, None), (), self.cards) for r in roots]
-        tcon = {}
-        for t, u in tnodes.items():
-            outv = (t,) if t in self.cards else (pair[0],) if pair[0] == pair[1] else pair
-            tcon[t] = _Contraction(inputs(u, None), outv, self.cards)
-        conts = [c for _, c, _ in schedule] + root_c + list(tcon.values())
+        # Targets held by the same node are read off one contraction to their joint; when that
+        # node is a root, the same joint also gives the log-evidence of its tree.
+        held: dict[int, list] = {}
+        for k, u in tnodes.items():
+            held.setdefault(u, []).append(k)
+        groups = []
+        for u, keys in held.items():
+            if keys == [pair]:
+                outv = (pair[0],) if pair[0] == pair[1] else pair
+                readers = [(pair, None)]
+            else:
+                outv = tuple(sorted(keys, key=self._rank.get))
+                readers = [(k, tuple(i + 1 for i, x in enumerate(outv) if x != k)) for k in keys]
+            groups.append((u, _Contraction(inputs(u, None), outv, self.cards), readers))
+        root_of_group = {u: gi for gi, (u, _, _) in enumerate(groups)}
+        root_c = []
+        for r in roots:
+            if r in root_of_group:
+                root_c.append(("group", root_of_group[r]))
+            else:
+                root_c.append(("own", _Contraction(inputs(r, None), (), self.cards)))
+        conts = ([c for _, c, _ in schedule] + [c for _, c, _ in groups]
+                 + [c for kind, c in root_c if kind == "own"])
         per_case = max([c.largest for c in conts] + [1])
-        per_case = max([per_case] + [size(scope[u]) for u in order])
-        return _Plan(schedule, root_c, tcon, per_case, len(order),
-                     max((size(scope[u]) for u in order), default=1))
+        return _Plan(schedule, root_c, [(c, readers) for _, c, readers in groups], per_case,
+                     len(order), max((size(scope[u]) for u in order), default=1))
 
     def _plan(self, evidence: frozenset, targets: tuple, pair=None) -> _Plan:
         key = (evidence, targets, pair)
@@ -577,9 +637,21 @@ class InferenceEngine:
         return out, n
 
     def _run(self, plan: _Plan, lik: dict, n: int):
-        """Run a plan over all cases in chunks; return (outputs per key, log_evidence, possible)."""
+        """Run a plan over all cases in chunks; return (outputs per key, log_evidence, possible).
+
+        Large batches run with BLAS limited to one thread: the matrix products here are small
+        and many, and OpenBLAS threads only add contention (3x slower on a busy 2-core box).
+        """
+        if n >= _SINGLE_THREAD_FROM:
+            ctl = _blas_controller()
+            if ctl is not None:
+                with ctl.limit(limits=1, user_api="blas"):
+                    return self._run_chunks(plan, lik, n)
+        return self._run_chunks(plan, lik, n)
+
+    def _run_chunks(self, plan: _Plan, lik: dict, n: int):
         chunk = max(1, min(self.max_chunk, self.max_elements // max(plan.per_case, 1)))
-        outs = {k: [] for k in plan.targets}
+        outs: dict = {k: [] for _, readers in plan.groups for k, _ in readers}
         logz = np.empty(n)
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
@@ -593,11 +665,17 @@ class InferenceEngine:
                     msgs[edge] = msg
                     if is_collect:
                         lz += np.log(tot)
-                for con in plan.roots:
-                    lz += np.log(con(part, msgs, m).reshape(m))
-                for k, con in plan.targets.items():
-                    r, tot = _normalise(con(part, msgs, m))
-                    outs[k].append(np.array(r, dtype=np.float64, copy=True))
+                joints = [con(part, msgs, m) for con, _ in plan.groups]
+                for kind, x in plan.roots:
+                    if kind == "own":
+                        lz += np.log(x(part, msgs, m).reshape(m))
+                    else:
+                        j = joints[x]
+                        lz += np.log(j.sum(axis=tuple(range(1, j.ndim))))
+                for j, (_, readers) in zip(joints, plan.groups):
+                    for k, axes in readers:
+                        r = j.sum(axis=axes) if axes else j
+                        outs[k].append(_normalise(r)[0])
             logz[start:stop] = lz
         possible = np.isfinite(logz)
         logz[~possible] = -np.inf
