@@ -309,6 +309,45 @@ class Network:
 
     # ------------------------------------------------------------------ sensitivity and uncertainty
     # (model/sensitivity.py, model/uncertainty.py)
+    def sensitivity(self, evidence: Evidence | None = None, target: str | None = None, state: str | None = None,
+                    **kwargs) -> pd.DataFrame:
+        """Tornado table: CPT entries ranked by how far they move P(target=state | evidence) over a
+        plausible range. See :func:`model.sensitivity.parameter_sensitivity`."""
+        from .sensitivity import parameter_sensitivity
+
+        return parameter_sensitivity(self, evidence, target, state, **kwargs)
+
+    def sensitivity_function(self, variable: str, value: str, parent_config: Mapping[str, str] | None = None,
+                             evidence: Evidence | None = None, target: str | None = None,
+                             state: str | None = None):
+        """Exact P(target=state | e) as a function of P(variable=value | parent_config).
+        See :func:`model.sensitivity.sensitivity_function`."""
+        from .sensitivity import sensitivity_function
+
+        return sensitivity_function(self, variable, value, parent_config, evidence, target, state)
+
+    def admissible_deviation(self, evidence: Evidence | None = None, target: str | None = None,
+                             **kwargs) -> pd.DataFrame:
+        """Smallest change of each CPT entry that changes the leading state of ``target``.
+        See :func:`model.sensitivity.admissible_deviation`."""
+        from .sensitivity import admissible_deviation
+
+        return admissible_deviation(self, evidence, target, **kwargs)
+
+    def evidence_sensitivity(self, evidence: Evidence, target: str | None = None) -> pd.DataFrame:
+        """The posterior had each finding been missing or different.
+        See :func:`model.sensitivity.evidence_sensitivity`."""
+        from .sensitivity import evidence_sensitivity
+
+        return evidence_sensitivity(self, evidence, target)
+
+    def posterior_intervals(self, evidence=None, targets: str | Sequence[str] | None = None, **kwargs) -> pd.DataFrame:
+        """Credible intervals of the posteriors under Dirichlet uncertainty of the CPTs
+        (target, state, posterior, mean, sd, low, high, p_top).
+        See :func:`model.uncertainty.posterior_intervals`."""
+        from .uncertainty import posterior_intervals
+
+        return posterior_intervals(self, evidence, targets, **kwargs)
 
     # ------------------------------------------------------------------ export
     def export(self, path: str | Path, fmt: str | None = None) -> Path:

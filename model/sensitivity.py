@@ -502,7 +502,7 @@ def evidence_sensitivity(net, evidence: Evidence, target: str | None = None) -> 
     """What each finding contributes: the posterior of ``target`` had it not been observed, and had
     it taken each other state (one batched engine query).
 
-    One row per scenario: finding, observed, scenario ("as observed", "not observed" or
+    One row per scenario: finding, observed, change ("as observed", "not observed" or
     "set to <state>"), new_state, possible, leader, p_leader, flips (the leader differs from the
     one under the actual evidence), then one column per state of ``target``. Scenarios whose
     evidence is impossible have ``possible=False`` and NaN probabilities.
@@ -535,7 +535,7 @@ def evidence_sensitivity(net, evidence: Evidence, target: str | None = None) -> 
         raise ImpossibleEvidenceError("the evidence has probability zero under the network; no posterior exists")
     names = np.array(net.states[target], dtype=object)
     lead = np.where(possible, names[np.nanargmax(np.nan_to_num(marg, nan=-1.0), axis=1)], "")
-    out = pd.DataFrame(scen, columns=["finding", "observed", "scenario", "new_state"])
+    out = pd.DataFrame(scen, columns=["finding", "observed", "change", "new_state"])
     out["possible"] = possible
     out["leader"] = lead
     out["p_leader"] = np.where(possible, np.nanmax(np.nan_to_num(marg, nan=-1.0), axis=1), np.nan)
@@ -565,7 +565,10 @@ def tornado_plot(table: pd.DataFrame, top: int = 15, ax=None):
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_xlabel(f"P({table.attrs.get('target', '')}={table.attrs.get('state', '')} | e)")
-    ax.set_xlim(0, 1)
+    span_lo = min(float(lo.min()), p0) if len(df) else 0.0
+    span_hi = max(float(hi.max()), p0) if len(df) else 1.0
+    pad = max(0.02, 0.1 * (span_hi - span_lo))
+    ax.set_xlim(max(0.0, span_lo - pad), min(1.0, span_hi + pad))
     ax.set_title(f"Parameter sensitivity ({table.attrs.get('method', '')})", fontsize=10)
     ax.figure.tight_layout()
     return ax

@@ -209,12 +209,12 @@ def test_evidence_sensitivity_equals_fresh_posteriors():
     net = as_network(model, "asia")
     ev = {"dysp": "yes", "xray": "yes", "smoke": "no"}
     table = evidence_sensitivity(net, ev, "lung")
-    assert table.scenario.iloc[0] == "as observed"
+    assert table.change.iloc[0] == "as observed"
     for r in table.itertuples():
         e = dict(ev)
-        if r.scenario == "not observed":
+        if r.change == "not observed":
             del e[r.finding]
-        elif r.scenario.startswith("set to"):
+        elif r.change.startswith("set to"):
             e[r.finding] = r.new_state
         fresh = net.posterior(e, "lung")["lung"]
         assert table.loc[r.Index, "yes"] == pytest.approx(fresh["yes"], abs=1e-12)

@@ -15,6 +15,7 @@ from ..errors import LesionBNError
 #: modules that contribute sub-commands, in the order ``--help`` lists them
 COMMAND_MODULES = [
     "model.cli.inference",
+    "model.cli.sensitivity",
 ]
 
 
