@@ -12,9 +12,13 @@ given the current evidence ``e``:
 * ``outcomes``: for every joint outcome ``o``, ``P(o | e)`` and the posterior ``P(T | e, o)``,
   with the evidence to apply if that outcome is observed (the preview a UI shows).
 
-Every outcome of every group is one row of a single batched engine query: the row's
-likelihoods are the current evidence times the outcome's one-hot rows, so
-``P(o | e) = exp(log P(e, o) - log P(e))`` and the row's marginal is ``P(T | e, o)``.
+All of it comes from a few batched exact engine queries. Every single-variable test is answered
+by ONE query whose rows are ``e`` and ``e + (T = t)`` for each state ``t`` with every such
+variable ``X`` as a target (then ``P(t, x | e) = P(t | e) P(x | t, e)``); a multi-variable group is
+one query whose rows are ``e`` plus each joint outcome ``o`` (``P(o | e) = exp(log P(e, o) -
+log P(e))``, the row's marginal is ``P(T | e, o)``). Both are exact; instantiating only ``e``, ``T``
+and one group per query keeps the engine's plans small (one batch over the union of all groups'
+variables is ~5-10x slower on the default network).
 
     >>> from model import load_network
     >>> net = load_network()
@@ -94,25 +98,70 @@ def _candidates(net, observed: set[str], target: str, max_outcomes: int):
     return out, skipped
 
 
-def _batch(net, base: Mapping[str, np.ndarray], blocks, n_rows: int) -> dict[str, np.ndarray]:
-    """Likelihood arrays for a batch: row 0.. are the base evidence; each block
-    ``(offset, variables, outcomes)`` multiplies one-hot rows for its variables into its rows."""
-    arrays: dict[str, np.ndarray] = {}
-    for offset, variables, outs in blocks:
-        rows = np.arange(offset, offset + len(outs))
-        for j, v in enumerate(variables):
-            a = arrays.get(v)
-            if a is None:
-                card = len(net.states[v])
-                a = np.empty((n_rows, card))
-                a[:] = base.get(v, 1.0)
-                arrays[v] = a
-            keep = a[rows, outs[:, j]]
-            a[rows] = 0.0
-            a[rows, outs[:, j]] = keep
-    for v, L in base.items():
-        arrays.setdefault(v, L)
-    return arrays
+def _as_batch(base: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """Every likelihood as an ``(n, card)`` array."""
+    return {v: np.broadcast_to(np.atleast_2d(L), (n, np.shape(L)[-1])) for v, L in base.items()}
+
+
+def _outcome_posteriors(net, base: Mapping[str, np.ndarray], n_base: int, target: str, cands):
+    """Exact ``P(o | e_b)`` and ``P(target | e_b, o)`` for every joint outcome ``o`` of every
+    candidate, for ``n_base`` evidence cases ``e_b`` (``base``: var -> ``(n_base, card)``).
+
+    Returns ``(log P(e_b) (B,), P(target | e_b) (B, ct), p (B, R), q (B, R, ct))``, the ``R``
+    outcome rows laid out candidate after candidate.
+
+    Single-variable groups are all answered by ONE batched query whose rows are
+    ``e_b`` and ``e_b + (target = t)`` for every state ``t``, with every such variable ``X`` a
+    query target: ``P(t, x | e) = P(t | e) P(x | t, e)`` gives both ``P(x | e)`` and
+    ``P(t | e, x)`` (Bayes). A multi-variable group is one batched query per group whose rows
+    are ``e_b`` plus each joint outcome (``P(o | e) = exp(log P(e, o) - log P(e))``). That keeps
+    every query's plan small (only the evidence, the target and that group are instantiated),
+    which is much faster than one batch over the union of all groups' variables.
+    """
+    ct = len(net.states[target])
+    B = n_base
+    singles = [i for i, c in enumerate(cands) if len(c.reveal) == 1]
+    svars = list(dict.fromkeys(cands[i].reveal[0] for i in singles))
+    reps = ct + 1 if svars else 1
+    lik = {v: np.repeat(a, reps, axis=0) for v, a in base.items()}
+    if svars:
+        tl = np.tile(np.vstack([np.ones((1, ct)), np.eye(ct)]), (B, 1))
+        lik[target] = tl * lik[target] if target in lik else tl
+    res = net.engine.query(lik, [target, *svars], n_cases=B * reps)
+    le_all = np.asarray(res.log_evidence, dtype=float).reshape(B, reps)
+    le0 = le_all[:, 0]
+    q0 = np.asarray(res.marginals[target], dtype=float).reshape(B, reps, ct)[:, 0]
+    q0 = np.nan_to_num(q0, nan=0.0)
+    sizes = [len(c.outcomes) for c in cands]
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
+    p = np.zeros((B, int(offs[-1])))
+    q = np.repeat(q0[:, None, :], int(offs[-1]), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for i in singles:
+            v = cands[i].reveal[0]
+            px_t = np.asarray(res.marginals[v], dtype=float).reshape(B, reps, -1)[:, 1:]   # (B, ct, cx)
+            joint = np.nan_to_num(q0[:, :, None] * px_t, nan=0.0)                          # P(t, x | e)
+            px = joint.sum(axis=1)                                                        # (B, cx)
+            ok = px > 0
+            post = np.where(ok[:, None, :], joint / np.where(ok, px, 1.0)[:, None, :], q0[:, :, None])
+            p[:, offs[i]:offs[i + 1]] = px / np.maximum(px.sum(axis=1, keepdims=True), 1e-300)
+            q[:, offs[i]:offs[i + 1]] = post.transpose(0, 2, 1)
+        for i, c in enumerate(cands):
+            if len(c.reveal) == 1:
+                continue
+            n = sizes[i]
+            glik = {v: np.repeat(a, n, axis=0) for v, a in base.items()}
+            for j, v in enumerate(c.reveal):
+                onehot = np.tile(np.eye(len(net.states[v]))[c.outcomes[:, j]], (B, 1))
+                glik[v] = glik[v] * onehot if v in glik else onehot
+            r = net.engine.query(glik, [target], n_cases=B * n)
+            le = np.asarray(r.log_evidence, dtype=float).reshape(B, n)
+            po = np.where(np.isfinite(le), np.exp(le - le0[:, None]), 0.0)
+            po = po / np.where(po.sum(axis=1, keepdims=True) > 0, po.sum(axis=1, keepdims=True), 1.0)
+            qo = np.asarray(r.marginals[target], dtype=float).reshape(B, n, ct)
+            p[:, offs[i]:offs[i + 1]] = po
+            q[:, offs[i]:offs[i + 1]] = np.where((po > 0)[:, :, None], qo, q0[:, None, :])
+    return le0, q0, p, q
 
 
 def _row_stats(q: np.ndarray, q0: np.ndarray, lead0: np.ndarray, threshold: float):
@@ -206,27 +255,16 @@ def recommend(
     cands, skipped = _candidates(net, _hard_observed(base), target, max_outcomes)
     tstates = net.states[target]
 
-    # ---- one batch: row 0 = current evidence, then every outcome of every group
+    # ---- exact outcome probabilities and posteriors of every group (see _outcome_posteriors)
     sizes = np.array([len(c.outcomes) for c in cands], dtype=np.intp)
-    starts = 1 + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp) if len(cands) else sizes
-    n_rows = 1 + int(sizes.sum())
-    blocks = [(int(s), c.reveal, c.outcomes) for s, c in zip(starts, cands)]
-    res = net.engine.query(_batch(net, base, blocks, n_rows), [target], n_cases=n_rows)
-    if not bool(res.possible[0]):
+    seg = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp) if len(cands) else sizes
+    le0, q0s, ps, qs = _outcome_posteriors(net, _as_batch(base, 1), 1, target, cands)
+    if not np.isfinite(le0[0]):
         from .network import _impossible_message
 
         raise ImpossibleEvidenceError(_impossible_message(evidence))
-    le = np.asarray(res.log_evidence, dtype=float)
-    post = np.asarray(res.marginals[target], dtype=float)
-    q0 = post[0]
+    q0, p, q = q0s[0], ps[0], qs[0]
     lead0 = int(np.argmax(q0))
-    q, p = post[1:], np.exp(le[1:] - le[0])
-    ok = np.isfinite(le[1:])
-    p = np.where(ok, p, 0.0)
-    q = np.where(ok[:, None], q, q0)          # impossible outcomes: weight 0, any finite row
-    seg = starts - 1
-    totals = _segment_sum(p, seg)
-    p = p / np.repeat(np.where(totals > 0, totals, 1.0), sizes)   # float hygiene only
     kl, changed, settled = _row_stats(q, q0[None, :], np.full(len(q), lead0), threshold)
     gain = _segment_sum(p * kl, seg)
     p_change = _segment_sum(p * changed, seg)
@@ -261,7 +299,7 @@ def recommend(
     )
     outcomes = None
     if preview:
-        outcomes = _previews(net, evidence, cands, starts - 1, p, q, lead0, tstates)
+        outcomes = _previews(net, evidence, cands, seg, p, q, lead0, tstates)
 
     attrs: dict[str, Any] = {
         "target": target,
@@ -285,7 +323,7 @@ def recommend(
         frame["p_stop_after"] = np.ones(len(cands))
         attrs["best_pair"], attrs["pairs"] = None, []
     if lookahead == 2 and cands:
-        extra = _lookahead(net, target, base, cands, starts - 1, p, q, le[1:], threshold, rank_by,
+        extra = _lookahead(net, target, base, cands, seg, p, q, threshold, rank_by,
                            cost_weight, min_gain, gain, costs)
         frame["expected_next_gain"] = extra["expected_next_gain"]
         frame["p_stop_after"] = extra["p_stop_after"]
@@ -377,62 +415,45 @@ def outcome_table(result: pd.DataFrame, test: str) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- two-step lookahead
 
-def _lookahead(net, tname, base, cands, seg, p, q, le, threshold, rank_by, cost_weight, min_gain,
+def _lookahead(net, tname, base, cands, seg, p, q, threshold, rank_by, cost_weight, min_gain,
                gain1, costs):
-    """Second tests after each possible outcome of each first test, in one batch."""
-    target_rows = []   # (first i, outcome row r, second j, reveal2, outcomes2)
-    total = 0
+    """Second tests after each possible outcome of each first test (one batch set per first test)."""
+    second = {}   # (first i, outcome row r) -> list of (second j, gain of j given e and that outcome)
     for i, c in enumerate(cands):
+        rows = [seg[i] + jo for jo in range(len(c.outcomes)) if p[seg[i] + jo] > 0]
+        if not rows:
+            continue
         first = set(c.reveal)
-        for jo in range(len(c.outcomes)):
-            r = seg[i] + jo
-            if p[r] <= 0:
+        seconds, cands2 = [], []
+        for j, c2 in enumerate(cands):
+            reveal2 = tuple(v for v in c2.reveal if v not in first)
+            if j == i or not reveal2:
                 continue
-            for j, c2 in enumerate(cands):
-                if j == i:
-                    continue
-                reveal2 = tuple(v for v in c2.reveal if v not in first)
-                if not reveal2:
-                    continue
-                if reveal2 == c2.reveal:
-                    outs2 = c2.outcomes
-                else:
-                    outs2 = _outcome_grid([len(net.states[v]) for v in reveal2])
-                target_rows.append((i, r, jo, j, reveal2, outs2))
-                total += len(outs2)
-    if total > DEFAULT_MAX_LOOKAHEAD_ROWS:
-        raise EvidenceError(
-            f"the two-step lookahead needs {total} outcome pairs (> {DEFAULT_MAX_LOOKAHEAD_ROWS}); "
-            "use lookahead=1 or lower max_outcomes"
-        )
-    blocks, offset, meta = [], 0, []
-    for i, r, jo, j, reveal2, outs2 in target_rows:
-        o1 = np.broadcast_to(cands[i].outcomes[jo], (len(outs2), len(cands[i].reveal)))
-        blocks.append((offset, cands[i].reveal + reveal2, np.hstack([o1, outs2])))
-        meta.append((i, r, j, offset, len(outs2)))
-        offset += len(outs2)
-    n_rows = max(offset, 1)
-    res = net.engine.query(_batch(net, base, blocks, n_rows), [tname], n_cases=n_rows)
-    le2 = np.asarray(res.log_evidence, dtype=float)
-    q2 = np.asarray(res.marginals[tname], dtype=float)
-    # per (first, outcome, second): gain of the second test given e and the first's outcome
-    firsts = np.array([m[1] for m in meta], dtype=np.intp)
-    starts = np.array([m[3] for m in meta], dtype=np.intp)
-    lens = np.array([m[4] for m in meta], dtype=np.intp)
-    parent = np.repeat(firsts, lens)
-    ok = np.isfinite(le2[:offset])
-    p2 = np.where(ok, np.exp(le2[:offset] - le[parent]), 0.0)
-    tot = _segment_sum(p2, starts)
-    p2 = p2 / np.repeat(np.where(tot > 0, tot, 1.0), lens)
-    q2 = np.where(ok[:, None], q2[:offset], q[parent])
-    lead_parent = np.argmax(q, axis=1)[parent]
-    kl, _, _ = _row_stats(q2, q[parent], lead_parent, threshold)
-    g2 = _segment_sum(p2 * kl, starts)
+            outs2 = c2.outcomes if reveal2 == c2.reveal else _outcome_grid([len(net.states[v]) for v in reveal2])
+            seconds.append(j)
+            cands2.append(_Candidate(c2.test, reveal2, outs2))
+        if not cands2:
+            continue
+        B = len(rows)
+        n_rows = B * (len(net.states[tname]) + 1 + sum(len(c2.outcomes) for c2 in cands2))
+        if n_rows > DEFAULT_MAX_LOOKAHEAD_ROWS:
+            raise EvidenceError(
+                f"the two-step lookahead after {c.test.name!r} needs {n_rows} rows (> {DEFAULT_MAX_LOOKAHEAD_ROWS}); "
+                "use lookahead=1 or lower max_outcomes")
+        b_lik = {v: np.broadcast_to(np.atleast_2d(L), (B, len(net.states[v]))).copy() for v, L in base.items()}
+        outs1 = c.outcomes[[r - seg[i] for r in rows]]
+        for jv, v in enumerate(c.reveal):
+            onehot = np.eye(len(net.states[v]))[outs1[:, jv]]
+            b_lik[v] = b_lik[v] * onehot if v in b_lik else onehot
+        _, q1, p2, q2 = _outcome_posteriors(net, b_lik, B, tname, cands2)
+        sizes2 = np.array([len(c2.outcomes) for c2 in cands2], dtype=np.intp)
+        seg2 = np.concatenate([[0], np.cumsum(sizes2)[:-1]]).astype(np.intp)
+        for b, r in enumerate(rows):
+            kl, _, _ = _row_stats(q2[b], q1[b][None, :], np.full(q2.shape[1], int(np.argmax(q1[b]))), threshold)
+            g2 = _segment_sum(p2[b] * kl, seg2)
+            second[(i, r)] = list(zip(seconds, map(float, g2)))
 
     n = len(cands)
-    second = {}   # (i, r) -> list of (j, gain2)
-    for (i, r, j, _, _), g in zip(meta, g2):
-        second.setdefault((i, r), []).append((j, float(g)))
     expected_next = np.zeros(n)
     p_stop = np.zeros(n)
     pair_gain = {}
