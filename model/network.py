@@ -81,8 +81,12 @@ class Network:
 
     def __init__(self, knowledge: Knowledge):
         self.knowledge = knowledge
-        self.model = to_pgmpy(knowledge)
         self._order = knowledge.order
+
+    @cached_property
+    def model(self):
+        """The pgmpy ``DiscreteBayesianNetwork`` (built on first use: importing pgmpy takes ~2 s)."""
+        return to_pgmpy(self.knowledge)
 
     # ------------------------------------------------------------------ description
     @property
@@ -306,6 +310,13 @@ class Network:
 
     # ------------------------------------------------------------------ learning and evaluation
     # (model/cases.py, model/learning.py, model/evaluation.py)
+    def fit(self, cases, prior_strength: float = 10.0, **kwargs):
+        """Update the tables from case data with the current ones as a Dirichlet prior of
+        strength ``prior_strength``; returns a :class:`model.learning.FitResult` whose
+        ``network`` is the fitted network. See :func:`model.learning.fit`."""
+        from .learning import fit
+
+        return fit(self, cases, prior_strength=prior_strength, **kwargs)
 
     # ------------------------------------------------------------------ sensitivity and uncertainty
     # (model/sensitivity.py, model/uncertainty.py)
@@ -362,7 +373,7 @@ class Network:
         return write_interchange(self.model, path, fmt)
 
     def __repr__(self) -> str:
-        return f"<Network {self.name!r}: {len(self._order)} variables, {self.model.number_of_edges()} edges>"
+        return f"<Network {self.name!r}: {len(self._order)} variables, {sum(len(self.knowledge.variables[v].parents) for v in self._order)} edges>"
 
 
 def _impossible_message(evidence: Evidence | None) -> str:
