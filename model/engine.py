@@ -263,45 +263,59 @@ class _Contraction:
         eq = ",".join(subs) + "->" + out
         _, info = oe.contract_path(eq, *shapes, shapes=True, optimize="auto")
         self.largest = int(info.largest_intermediate) // (_NOMINAL_BATCH if self.batched else 1)
+        # Follow the path, tracking the actual axis order of every intermediate: each step
+        # writes its result in whatever order is cheapest for it, and only the final result
+        # is transposed to the requested order.
+        sizes = {c: (_NOMINAL_BATCH if c == letters[None] else cards[v])
+                 for v, c in letters.items() if v is None or v in cards}
+        layouts = list(subs)
         self.steps = []
         for inds, _, step_eq, _, _ in info.contraction_list:
-            self.steps.append((tuple(inds), self._compile_step(step_eq, letters[None])))
+            ins = [layouts.pop(i) for i in inds]
+            want = step_eq.split("->")[1]
+            fn, lay = self._compile_step(ins, want, letters[None], sizes)
+            self.steps.append((tuple(inds), fn))
+            layouts.append(lay)
+        final = layouts[0]
+        self.final_perm = None if final == out else tuple(final.index(c) for c in out)
 
     @staticmethod
-    def _compile_step(step_eq: str, batch: str):
-        """A callable for one step of the path.
+    def _compile_step(ins: list[str], want: str, batch: str, sizes: Mapping[str, int]):
+        """A callable for one step of the path, and the axis order of its result.
 
-        A pairwise step ``x, y -> out`` is run as one (possibly stacked) matrix product: the
-        indices are split into H (in both operands and the output: stacked axes, including the
-        batch axis), K (in both, summed), A (only in x) and B (only in y); x is laid out as
-        (H, A, K), y as (H, K, B) and ``numpy.matmul`` does the rest (BLAS when H is empty).
-        Indices found in one operand only and absent from the output are summed out first.
-        This beats ``numpy.einsum``'s generic loop by 2-5x on batched small cliques.
+        ``ins`` are the operands' axis labels, ``want`` the labels to keep.  A pairwise step
+        ``x, y`` runs as one (possibly stacked) matrix product: labels are split into H (in
+        both operands and kept: stacked axes, such as the batch axis), K (in both, summed), A
+        (only in x) and B (only in y); x is laid out as (H, A, K), y as (H, K, B), and the
+        result comes out as (H, A, B) with no transpose.  x is the larger operand, and H, A and
+        K follow its axis order, so that it is usually reshaped without a copy.  Labels found
+        in one operand only and not kept are summed out first.  This beats ``numpy.einsum``'s
+        generic loop by 2-10x on batched small cliques.  Without K the step is a broadcast
+        product.  Unary steps use ``numpy.einsum``.
         """
-        lhs, out = step_eq.split("->")
-        ins = lhs.split(",")
         if len(ins) != 2:
-            return lambda *ops, eq=step_eq: np.einsum(eq, *ops)
+            eq = ",".join(ins) + "->" + want
+            return (lambda *ops, eq=eq: np.einsum(eq, *ops)), want
         a, b = ins
-        swap = batch in b and batch not in a  # put the batched operand first
+
+        def vol(lab):
+            return math.prod(sizes[c] for c in lab)
+
+        swap = vol(b) > vol(a)
         if swap:
             a, b = b, a
-        pre_a = tuple(i for i, c in enumerate(a) if c not in b and c not in out)
-        pre_b = tuple(i for i, c in enumerate(b) if c not in a and c not in out)
-        a2 = "".join(c for c in a if c in b or c in out)
-        b2 = "".join(c for c in b if c in a or c in out)
-        key = {c: (c != batch, out.index(c) if c in out else 0) for c in a2 + b2}
-        H = sorted((c for c in a2 if c in b2 and c in out), key=key.get)
-        K = [c for c in a2 if c in b2 and c not in out]
-        A = sorted((c for c in a2 if c not in b2), key=key.get)
-        B = sorted((c for c in b2 if c not in a2), key=key.get)
+        pre_a = tuple(i for i, c in enumerate(a) if c not in b and c not in want)
+        pre_b = tuple(i for i, c in enumerate(b) if c not in a and c not in want)
+        a2 = "".join(c for c in a if c in b or c in want)
+        b2 = "".join(c for c in b if c in a or c in want)
+        H = [c for c in a2 if c in b2 and c in want]
+        K = [c for c in a2 if c in b2 and c not in want]
+        A = [c for c in a2 if c not in b2]
+        B = [c for c in b2 if c not in a2]
         perm_a = tuple(a2.index(c) for c in H + A + K)
         perm_b = tuple(b2.index(c) for c in H + K + B)
-        res = H + A + B
-        perm_out = tuple(res.index(c) for c in out)
         ident_a = perm_a == tuple(range(len(perm_a)))
         ident_b = perm_b == tuple(range(len(perm_b)))
-        ident_o = perm_out == tuple(range(len(perm_out)))
         nh, na, nk, nb = len(H), len(A), len(K), len(B)
 
         def step(x, y):
@@ -318,16 +332,14 @@ class _Contraction:
             hs = x.shape[:nh]
             as_ = x.shape[nh:nh + na]
             bs = y.shape[nh + nk:]
-            if not nk:  # no summed index: a broadcast product
-                r = x.reshape(hs + as_ + (1,) * nb) * y.reshape(hs + (1,) * na + bs)
-                return r if ident_o else r.transpose(perm_out)
+            if not nk:  # nothing summed: a broadcast product
+                return x.reshape(hs + as_ + (1,) * nb) * y.reshape(hs + (1,) * na + bs)
             h, p, q = math.prod(hs), math.prod(as_), math.prod(bs)
             k = math.prod(x.shape[nh + na:])
             r = np.matmul(x.reshape(h, p, k) if nh else x.reshape(p, k),
                           y.reshape(h, k, q) if nh else y.reshape(k, q))
-            r = r.reshape(hs + as_ + bs)
-            return r if ident_o else r.transpose(perm_out)
-        return step
+            return r.reshape(hs + as_ + bs)
+        return step, "".join(H + A + B)
 
     def __call__(self, lik: Mapping[str, np.ndarray], msgs: Mapping[Any, np.ndarray], n: int):
         ops = []
@@ -337,6 +349,8 @@ class _Contraction:
             args = [ops.pop(i) for i in inds]
             ops.append(fn(*args))
         res = ops[0]
+        if self.final_perm is not None:
+            res = res.transpose(self.final_perm)
         if not self.batched:
             res = np.broadcast_to(res, (n, *res.shape))
         return res
