@@ -25,7 +25,8 @@ tables instead (the co-variation rule then spreads ``1 - theta`` evenly over the
     >>> tornado.head()                                                      # doctest: +SKIP
 
 Everything here is generic: any discrete network. :func:`evidence_sensitivity` (what if a finding
-were missing or different) lives here too.
+were missing or different) and :func:`odds_scaling` (several rows at once) live in
+:mod:`model.whatif` and are re-exported here.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ __all__ = [
     "admissible_deviation",
     "evidence_sensitivity",
     "family_posteriors",
+    "odds_scaling",
     "engine_with_tables",
     "network_tables",
     "tornado_plot",
@@ -497,55 +499,6 @@ def admissible_deviation(net, evidence: Evidence | None = None, target: str | No
     return out
 
 
-# --------------------------------------------------------------------------- evidence
-def evidence_sensitivity(net, evidence: Evidence, target: str | None = None) -> pd.DataFrame:
-    """What each finding contributes: the posterior of ``target`` had it not been observed, and had
-    it taken each other state (one batched engine query).
-
-    One row per scenario: finding, observed, change ("as observed", "not observed" or
-    "set to <state>"), new_state, possible, leader, p_leader, flips (the leader differs from the
-    one under the actual evidence), then one column per state of ``target``. Scenarios whose
-    evidence is impossible have ``possible=False`` and NaN probabilities.
-    """
-    target = _target(net, target)
-    lik = to_likelihoods(evidence, net.states)
-    if not lik:
-        raise EvidenceError("evidence sensitivity needs at least one observed finding")
-    scen = [("", "", "as observed", "")]
-    for f, vec in lik.items():
-        hard = np.count_nonzero(vec) == 1
-        observed = net.states[f][int(np.argmax(vec))] if hard else "soft"
-        scen.append((f, observed, "not observed", ""))
-        for k, s in enumerate(net.states[f]):
-            if hard and vec[k] > 0:
-                continue
-            scen.append((f, observed, f"set to {s}", s))
-    n = len(scen)
-    L = {v: np.tile(vec, (n, 1)) for v, vec in lik.items()}
-    for i, (f, _, kind, s) in enumerate(scen):
-        if kind == "not observed":
-            L[f][i] = 1.0
-        elif kind.startswith("set to"):
-            L[f][i] = 0.0
-            L[f][i, net.states[f].index(s)] = 1.0
-    res = net.engine.query(L, [target], n_cases=n)
-    marg = np.asarray(res.marginals[target])
-    possible = np.asarray(res.possible, dtype=bool)
-    if not possible[0]:
-        raise ImpossibleEvidenceError("the evidence has probability zero under the network; no posterior exists")
-    names = np.array(net.states[target], dtype=object)
-    lead = np.where(possible, names[np.nanargmax(np.nan_to_num(marg, nan=-1.0), axis=1)], "")
-    out = pd.DataFrame(scen, columns=["finding", "observed", "change", "new_state"])
-    out["possible"] = possible
-    out["leader"] = lead
-    out["p_leader"] = np.where(possible, np.nanmax(np.nan_to_num(marg, nan=-1.0), axis=1), np.nan)
-    out["flips"] = possible & (out["leader"] != lead[0])
-    for k, s in enumerate(net.states[target]):
-        out[s] = marg[:, k]
-    out.attrs.update(target=target, leader=str(lead[0]))
-    return out
-
-
 # --------------------------------------------------------------------------- plots
 def tornado_plot(table: pd.DataFrame, top: int = 15, ax=None):
     """Horizontal tornado chart of :func:`parameter_sensitivity` output (top ``top`` rows)."""
@@ -572,3 +525,6 @@ def tornado_plot(table: pd.DataFrame, top: int = 15, ax=None):
     ax.set_title(f"Parameter sensitivity ({table.attrs.get('method', '')})", fontsize=10)
     ax.figure.tight_layout()
     return ax
+
+
+from .whatif import evidence_sensitivity, odds_scaling  # noqa: E402  (re-exported)

@@ -17,7 +17,8 @@ way: every analysis is exact or, for ``"uncertainty"``, seeded per variable (see
 
 Analyses (``ANALYSES``): ``posterior``, ``uncertainty`` (posterior_intervals), ``parameters``
 (parameter_sensitivity), ``admissible`` (admissible_deviation), ``evidence``
-(evidence_sensitivity). Options are passed on as keyword arguments.
+(evidence_sensitivity), ``recommend`` (net.recommend as a table: test, rank, gain, ...) and
+``ranking`` (recommendation_intervals). Options are passed on as keyword arguments.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from .evidence import is_missing
 
 __all__ = ["sweep", "evidence_grid", "scenarios_from", "ANALYSES"]
 
-ANALYSES = ("posterior", "uncertainty", "parameters", "admissible", "evidence")
+ANALYSES = ("posterior", "uncertainty", "parameters", "admissible", "evidence", "recommend", "ranking")
 
 
 def evidence_grid(net, axes: Mapping[str, Sequence[str]], base: Mapping[str, Any] | None = None) -> list[tuple[str, dict]]:
@@ -101,14 +102,28 @@ def _run_chunk(net, analysis: str, chunk: list[tuple[str, dict]], options: dict)
         df = uncertainty.posterior_intervals(net, [ev for _, ev in chunk], **options)
         df["case"] = np.asarray(ids, dtype=object)[df["case"].to_numpy(dtype=int)]
         return df.rename(columns={"case": "scenario"})
-    fn = {"parameters": sensitivity.parameter_sensitivity, "admissible": sensitivity.admissible_deviation,
-          "evidence": sensitivity.evidence_sensitivity}[analysis]
+    if analysis == "recommend":
+        options = {"k": None, "preview": False, **options}
+        fn = _recommend_table
+    else:
+        fn = {"parameters": sensitivity.parameter_sensitivity, "admissible": sensitivity.admissible_deviation,
+              "evidence": sensitivity.evidence_sensitivity, "ranking": uncertainty.recommendation_intervals}[analysis]
     frames = []
     for sid, ev in chunk:
         df = fn(net, ev, **options)
         df.insert(0, "scenario", sid)
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _recommend_table(net, evidence, **options) -> pd.DataFrame:
+    """``net.recommend`` as a plain table: test, rank, then the recommendation's numeric columns."""
+    rec = net.recommend(evidence, **options)
+    keep = [c for c in ("label", "gain", "p_change", "p_threshold", "cost", "score") if c in rec.columns]
+    out = rec[keep].reset_index(names="test")
+    out.insert(1, "rank", np.arange(1, len(out) + 1))
+    out.attrs.update(rec.attrs)
+    return out
 
 
 def _portable(net):
