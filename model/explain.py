@@ -44,6 +44,8 @@ __all__ = ["explain", "Explanation", "most_probable_explanation"]
 
 #: |WoE| below this (nats) is reported as neutral
 NEUTRAL = 1e-9
+#: conf(e) must exceed this (nats) to be flagged: independent findings give 0 up to rounding
+CONFLICT_TOL = 1e-9
 
 
 @dataclass
@@ -200,10 +202,11 @@ def explain(
     if n:
         key = np.nan_to_num(np.abs(woe), nan=-1.0, posinf=np.finfo(float).max)
         frame = frame.iloc[np.argsort(-key, kind="stable")]
-    drivers = [f for f, c in sorted(zip(finds, change), key=lambda t: -t[1]) if c > 0] if conf > 0 else []
+    flagged = n >= 2 and conf > CONFLICT_TOL
+    drivers = [f for f, c in sorted(zip(finds, change), key=lambda t: -t[1]) if c > 0] if flagged else []
     if n < 2:
         message = "conflict: needs at least two findings (conf = 0)."
-    elif conf > 0:
+    elif flagged:
         shown = ", ".join(f"{f} (removing it lowers conf by {change[finds.index(f)]:.2f})" for f in drivers[:3])
         message = (f"conflict: conf = {conf:.2f} > 0 -- the findings are less probable together than "
                    "apart under the model: an unusual combination (a rare presentation, two processes, "
@@ -218,7 +221,7 @@ def explain(
         log_odds=float(log_odds[0]),
         findings=frame,
         conflict=conf,
-        conflicting=bool(conf > 0 and n >= 2),
+        conflicting=bool(flagged),
         conflict_message=message,
         conflict_drivers=drivers,
     )
@@ -258,8 +261,7 @@ def most_probable_explanation(
         raise EvidenceError(f"n must be a positive integer, got {n!r}")
     evidence = dict(evidence or {})
     base = to_likelihoods(evidence, net.states)
-    res0 = net.engine.query(base, [], n_cases=1)
-    le0 = float(res0.log_evidence[0])
+    le0 = float(net.engine.query(base, [], n_cases=1).log_evidence[0]) if base else 0.0
     if not np.isfinite(le0):
         from .network import _impossible_message
 
