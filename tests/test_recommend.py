@@ -297,3 +297,49 @@ def test_default_myasthenia_serology_or_rns_before_mri_brain(default_net):
     brain = [n for n in _find(default_net, "mri") if "brain" in n.lower() or "head" in n.lower()]
     assert nmj and brain, f"test table lacks AChR/RNS or MRI brain: {[t.name for t in default_net.tests]}"
     assert _rank(rec, nmj) < _rank(rec, brain), rec[["gain", "cost", "score", "rank"]]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+@pytest.fixture()
+def xor_bif(tmp_path):
+    path = tmp_path / "xor.bif"
+    make_net(xor_network()).export(path)
+    return str(path)
+
+
+def test_cli_recommend_and_explain(xor_bif, capsys):
+    import json
+
+    from model.cli import main
+
+    assert main(["recommend", "--network", xor_bif, "-e", "A=1", "--target", "T", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["target"] == "T" and [t["test"] for t in out["tests"]] == ["B"]
+    assert out["tests"][0]["gain"] == pytest.approx(1.0)
+    assert out["tests"][0]["outcomes"][0]["evidence"] == {"A": "1", "B": "0"}
+    assert main(["recommend", "--network", xor_bif, "--target", "T", "--lookahead", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "rank" in text and "what if" in text and "stop:" in text
+    assert main(["explain", "--network", xor_bif, "-e", "A=1", "B=0", "--target", "T"]) == 0
+    assert "weight of evidence" in capsys.readouterr().out
+    assert main(["explain", "--network", xor_bif, "-e", "A=1", "--target", "T", "--json", "--map", "T", "B"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["hypothesis"] in ("0", "1") and len(out["most_probable_explanation"]) == 2   # B = T xor A: 2 possible
+
+
+@pytest.mark.parametrize("argv", [
+    ["recommend", "--target", "Q"],
+    ["recommend", "--target", "T", "-e", "A=7"],
+    ["recommend", "--target", "T", "--k", "0"],
+    ["recommend", "--target", "T", "--threshold", "1.5"],
+    ["recommend", "--target", "T", "-e", "A"],
+    ["explain", "--target", "T", "--hypothesis", "9"],
+    ["explain", "--target", "T", "--map", "nope"],
+])
+def test_cli_bad_input_exits_2(xor_bif, argv, capsys):
+    from model.cli import main
+
+    assert main([*argv, "--network", xor_bif]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lesionbn: error:")

@@ -16,6 +16,7 @@ from ..errors import LesionBNError
 COMMAND_MODULES = [
     "model.cli.inference",
     "model.cli.sensitivity",
+    "model.cli.recommend",
 ]
 
 
