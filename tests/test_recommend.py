@@ -303,7 +303,7 @@ def test_default_myasthenia_serology_or_rns_before_mri_brain(default_net):
 
 @pytest.fixture()
 def xor_bif(tmp_path):
-    path = tmp_path / "xor.bif"
+    path = tmp_path / "xor.yaml"   # a knowledge file loads much faster than BIF
     make_net(xor_network()).export(path)
     return str(path)
 
