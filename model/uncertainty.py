@@ -68,6 +68,10 @@ def _fit_counts(net, result) -> dict[str, np.ndarray]:
     return out
 
 
+def _is_fit(counts) -> bool:
+    return counts is not None and hasattr(counts, "network") and hasattr(counts, "moved")
+
+
 def dirichlet_concentrations(net, prior_strength: float = DEFAULT_PRIOR_STRENGTH,
                              counts: Mapping[str, np.ndarray] | Any | None = None) -> dict[str, np.ndarray]:
     """Dirichlet parameters of every CPT row: ``prior_strength * table + counts``.
@@ -76,7 +80,7 @@ def dirichlet_concentrations(net, prior_strength: float = DEFAULT_PRIOR_STRENGTH
     or a fitted result of :func:`model.learning.fit` (then its fitted tables and the expected
     cases behind each row are used, and ``prior_strength`` is the one used in fitting).
     """
-    if counts is not None and hasattr(counts, "network") and hasattr(counts, "moved"):
+    if _is_fit(counts):
         return _fit_counts(net, counts)
     if not np.isfinite(prior_strength) or prior_strength <= 0:
         raise ValueError(f"prior_strength must be a positive number (cases a CPT row is worth), got {prior_strength!r}")
@@ -173,6 +177,8 @@ def posterior_samples(net, evidence: Evidence | pd.DataFrame | None = None, targ
     Returns ``(point, samples)``: ``point[t]`` is ``(N, card)`` under the network's own tables,
     ``samples[t]`` is ``(n_samples, N, card)`` (NaN where a case is impossible).
     """
+    if _is_fit(counts):
+        net = counts.network  # the point posterior is the fitted network's
     targets = _targets(net, targets)
     lik, n, _ = _stack(net, evidence)
     point = net.engine.query(lik, targets, n_cases=n)
@@ -208,7 +214,9 @@ def posterior_intervals(net, evidence: Evidence | pd.DataFrame | None = None, ta
     seed : int
         Seed of the sampling; the same seed gives the same numbers.
     counts : mapping or FitResult, optional
-        Case counts added to the Dirichlet parameters (see :func:`dirichlet_concentrations`).
+        Case counts added to the Dirichlet parameters (see :func:`dirichlet_concentrations`). With
+        a ``FitResult`` the fitted network (``result.network``) gives the point posterior and the
+        posterior Dirichlet of its rows is sampled (``prior_strength`` is then the fit's).
 
     Returns
     -------
@@ -278,11 +286,15 @@ def recommendation_intervals(net, evidence: Evidence | None = None, target: str 
     (point), ``mean_rank``, ``rank_low``, ``rank_high``, ``p_first`` (share of samples in which
     it ranks first), ``gain_mean``, ``gain_low``, ``gain_high``.
     """
-    try:
-        from .recommend import recommend
-    except ImportError as exc:  # pragma: no cover - until model/recommend.py lands
-        raise NotImplementedError("test recommendations (model/recommend.py) are not available in this "
-                                  "version of lesionbn") from exc
+    if not hasattr(net, "recommend"):  # pragma: no cover - before model/recommend.py landed
+        raise NotImplementedError("test recommendations (net.recommend, model/recommend.py) are not available "
+                                  "in this version of lesionbn")
+
+    def recommend(network, evidence, **kw):
+        return network.recommend(evidence, **kw)
+
+    if _is_fit(counts):
+        net = counts.network
     opts = dict(recommend_options)
     opts.setdefault("k", None)
     opts["preview"] = False

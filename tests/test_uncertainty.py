@@ -100,6 +100,22 @@ def test_dirichlet_moments_structural_zeros_and_counts(asia):
         dirichlet_concentrations(asia, s, {"lung": np.zeros(3)})
 
 
+def test_fitted_result_gives_the_posterior_dirichlet(asia):
+    cases_mod = pytest.importorskip("model.cases")
+    pytest.importorskip("model.learning")
+    cases = cases_mod.simulate(asia, 400, seed=0, missing="none")
+    res = asia.fit(cases, prior_strength=20, progress=False)
+    alpha = dirichlet_concentrations(asia, counts=res)
+    fitted = res.network.cpt("lung")[asia.states["lung"]].to_numpy().T
+    np.testing.assert_allclose(alpha["lung"] / alpha["lung"].sum(axis=0), fitted, atol=1e-9)
+    assert (alpha["lung"].sum(axis=0) > 20).all()  # prior strength plus the cases behind each row
+    df = posterior_intervals(asia, {"dysp": "yes"}, "lung", counts=res, n_samples=100)
+    point = res.network.posterior({"dysp": "yes"}, "lung")["lung"]
+    np.testing.assert_allclose(df.posterior, point, atol=1e-12)
+    prior_only = posterior_intervals(res.network, {"dysp": "yes"}, "lung", prior_strength=20, n_samples=100)
+    assert (df.high - df.low).mean() < (prior_only.high - prior_only.low).mean()
+
+
 def test_recommendation_intervals(asia):
     pytest.importorskip("model.recommend")
     rank = recommendation_intervals(asia, {"dysp": "yes"}, target="lung", n_samples=6, seed=0)
