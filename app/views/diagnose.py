@@ -51,9 +51,10 @@ def findings_panel(net) -> None:
     )
     groups = [(g, [v for v in vs if v in net.states]) for g, vs in net.groups]
     groups = [(g, vs) for g, vs in groups if vs]
-    if evidence:
-        st.markdown("Entered: " + " · ".join(f"{ui.pretty(v)} = **{ui.pretty(s)}**" for v, s in evidence.items()))
-    tabs = st.tabs([g for g, _ in groups])
+    # always one line here, so the tabs below keep their place (and the open tab) across reruns
+    entered = " · ".join(f"{ui.pretty(v)} = **{ui.pretty(s)}**" for v, s in evidence.items())
+    st.markdown("Entered: " + (entered or "none yet"))
+    tabs = st.tabs([g for g, _ in groups], key="finding_groups")
     for tab, (_, variables) in zip(tabs, groups):
         with tab:
             for v in variables:
@@ -82,13 +83,15 @@ def posterior_panel(net, targets: list[str]) -> None:
         return
     post = resources.posterior(net, evidence, targets)
     before = resources.posterior(net, previous, targets) if previous is not None else None
-    if session.get(state.LAST_CHANGE):
+    if session.get(state.LAST_CHANGE) and before is not None:
         st.caption(
             f"Last change: **{session[state.LAST_CHANGE]}**. Grey ticks and signed points show the "
             "probabilities just before it."
         )
-    elif not evidence:
-        st.caption("Prior probabilities (no findings yet).")
+    elif session.get(state.LAST_CHANGE):
+        st.caption(f"Last change: **{session[state.LAST_CHANGE]}**.")
+    else:
+        st.caption("Prior probabilities (no findings yet)." if not evidence else "Posterior given the findings.")
     for t in targets:
         b = before[t] if before is not None else None
         with st.container(key=f"posterior_{t}"):
@@ -104,8 +107,9 @@ def render(net) -> None:
     sections.sidebar_case_tools(net)
     st.title("What-if diagnosis")
     st.caption(ui.DISCLAIMER)
-    for notice in state.pop_notices(session):
-        st.warning(notice, icon=":material/info:")
+    with st.container():  # one slot, however many notices: the elements below keep their identity
+        for notice in state.pop_notices(session):
+            st.warning(notice, icon=":material/info:")
     left, right = st.columns([11, 9], gap="large")
     with right:
         targets = targets_shown(net)
