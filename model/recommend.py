@@ -22,7 +22,7 @@ variables is ~5-10x slower on the default network).
 
     >>> from model import load_network
     >>> net = load_network()
-    >>> rec = recommend(net, {"weakness": "both_legs"}, target="lesion_site", k=3)
+    >>> rec = recommend(net, {"weakness_topography": "both_legs"}, target="lesion_site", k=3)
     >>> list(rec.columns[:3])
     ['label', 'variables', 'n_outcomes']
     >>> rec.attrs["rank_rule"]                               # doctest: +ELLIPSIS
