@@ -301,22 +301,77 @@ class _Contraction:
         def vol(lab):
             return math.prod(sizes[c] for c in lab)
 
-        swap = vol(b) > vol(a)
+        # x: the batched operand if only one is, else the larger one.
+        swap = (batch in b and batch not in a) or (
+            (batch in a) == (batch in b) and vol(b) > vol(a))
         if swap:
             a, b = b, a
         pre_a = tuple(i for i, c in enumerate(a) if c not in b and c not in want)
         pre_b = tuple(i for i, c in enumerate(b) if c not in a and c not in want)
         a2 = "".join(c for c in a if c in b or c in want)
         b2 = "".join(c for c in b if c in a or c in want)
+        if set(b2) <= set(a2):
+            # y only holds labels of x: multiply in x's layout (y becomes a broadcast view),
+            # then sum the labels not kept.  No copy of the larger operand.
+            yperm = tuple(sorted(range(len(b2)), key=lambda i: a2.index(b2[i])))
+            yshape_idx = [a2.index(c) for c in sorted(b2, key=a2.index)]
+            red = tuple(i for i, c in enumerate(a2) if c not in want)
+            out_lab = "".join(c for c in a2 if c in want)
+            nd = len(a2)
+
+            def absorb(x, y):
+                if swap:
+                    x, y = y, x
+                if pre_a:
+                    x = x.sum(axis=pre_a)
+                if pre_b:
+                    y = y.sum(axis=pre_b)
+                y = y.transpose(yperm)
+                shp = [1] * nd
+                for i, d in zip(yshape_idx, y.shape):
+                    shp[i] = d
+                r = x * y.reshape(shp)
+                return r.sum(axis=red) if red else r
+            return absorb, out_lab
         H = [c for c in a2 if c in b2 and c in want]
+        H.sort(key=lambda c: c != batch)  # the batch axis leads
         K = [c for c in a2 if c in b2 and c not in want]
         A = [c for c in a2 if c not in b2]
         B = [c for c in b2 if c not in a2]
+
+        if not K:
+            # Nothing summed: a broadcast product of two views, written batch-first.
+            out_lab = sorted(set(a2) | set(b2), key=lambda c: (c != batch, a2.find(c) % 99,
+                                                               b2.find(c)))
+            out_lab = "".join(out_lab)
+
+            def view_plan(lab):
+                perm = tuple(sorted(range(len(lab)), key=lambda i: out_lab.index(lab[i])))
+                idx = tuple(slice(None) if c in lab else None for c in out_lab)
+                return perm, idx
+            (px, ix), (py, iy) = view_plan(a2), view_plan(b2)
+
+            def outer(x, y):
+                if swap:
+                    x, y = y, x
+                if pre_a:
+                    x = x.sum(axis=pre_a)
+                if pre_b:
+                    y = y.sum(axis=pre_b)
+                return x.transpose(px)[ix] * y.transpose(py)[iy]
+            return outer, out_lab
+
         perm_a = tuple(a2.index(c) for c in H + A + K)
         perm_b = tuple(b2.index(c) for c in H + K + B)
         ident_a = perm_a == tuple(range(len(perm_a)))
         ident_b = perm_b == tuple(range(len(perm_b)))
-        nh, na, nk, nb = len(H), len(A), len(K), len(B)
+        nh, na, nk = len(H), len(A), len(K)
+        res = H + A + B
+        # keep the batch axis first: move it there (with a copy) if the product buried it
+        fix = None
+        if batch in res and res[0] != batch:
+            fix = (res.index(batch),) + tuple(i for i, c in enumerate(res) if c != batch)
+            res = [batch] + [c for c in res if c != batch]
 
         def step(x, y):
             if swap:
@@ -332,14 +387,12 @@ class _Contraction:
             hs = x.shape[:nh]
             as_ = x.shape[nh:nh + na]
             bs = y.shape[nh + nk:]
-            if not nk:  # nothing summed: a broadcast product
-                return x.reshape(hs + as_ + (1,) * nb) * y.reshape(hs + (1,) * na + bs)
-            h, p, q = math.prod(hs), math.prod(as_), math.prod(bs)
+            p, q = math.prod(as_), math.prod(bs)
             k = math.prod(x.shape[nh + na:])
-            r = np.matmul(x.reshape(h, p, k) if nh else x.reshape(p, k),
-                          y.reshape(h, k, q) if nh else y.reshape(k, q))
-            return r.reshape(hs + as_ + bs)
-        return step, "".join(H + A + B)
+            r = np.matmul(x.reshape(hs + (p, k)), y.reshape(hs + (k, q)))
+            r = r.reshape(hs + as_ + bs)
+            return r if fix is None else np.ascontiguousarray(r.transpose(fix))
+        return step, "".join(res)
 
     def __call__(self, lik: Mapping[str, np.ndarray], msgs: Mapping[Any, np.ndarray], n: int):
         ops = []
