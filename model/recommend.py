@@ -195,6 +195,7 @@ def recommend(
     min_gain: float = 0.01,
     max_outcomes: int = DEFAULT_MAX_OUTCOMES,
     preview: bool = True,
+    lookahead_first: int | None = None,
 ) -> pd.DataFrame:
     """Rank the available tests by their expected information about ``target`` (with costs).
 
@@ -222,6 +223,10 @@ def recommend(
         Expected gains (bits) below this count as worthless for the stopping rule.
     max_outcomes : int
         Groups with more joint outcomes are left out and listed in ``attrs["skipped"]``.
+    lookahead_first : int, optional
+        With ``lookahead=2``, consider only the ``lookahead_first`` best tests (one-step rank) as
+        first tests (faster; the others get NaN lookahead columns, and ``best_pair`` is the best
+        pair containing one of them). Default: every test (the full, exact search).
     preview : bool
         Build the per-outcome preview column ``outcomes`` (a list of dicts per test, each with
         ``outcome``, ``probability``, ``posterior``, ``leader``, ``leader_probability``,
@@ -323,8 +328,10 @@ def recommend(
         frame["p_stop_after"] = np.ones(len(cands))
         attrs["best_pair"], attrs["pairs"] = None, []
     if lookahead == 2 and cands:
+        order1 = np.lexsort((np.arange(len(cands)), costs, -gain, -score))
+        firsts = set(order1[: lookahead_first].tolist()) if lookahead_first else set(range(len(cands)))
         extra = _lookahead(net, target, base, cands, seg, p, q, threshold, rank_by,
-                           cost_weight, min_gain, gain, costs)
+                           cost_weight, min_gain, gain, costs, firsts)
         frame["expected_next_gain"] = extra["expected_next_gain"]
         frame["p_stop_after"] = extra["p_stop_after"]
         if outcomes is not None:
@@ -416,10 +423,12 @@ def outcome_table(result: pd.DataFrame, test: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------- two-step lookahead
 
 def _lookahead(net, tname, base, cands, seg, p, q, threshold, rank_by, cost_weight, min_gain,
-               gain1, costs):
+               gain1, costs, firsts):
     """Second tests after each possible outcome of each first test (one batch set per first test)."""
     second = {}   # (first i, outcome row r) -> list of (second j, gain of j given e and that outcome)
     for i, c in enumerate(cands):
+        if i not in firsts:
+            continue
         rows = [seg[i] + jo for jo in range(len(c.outcomes)) if p[seg[i] + jo] > 0]
         if not rows:
             continue
@@ -460,6 +469,10 @@ def _lookahead(net, tname, base, cands, seg, p, q, threshold, rank_by, cost_weig
     nxt = []
     for i, c in enumerate(cands):
         per = []
+        if i not in firsts:
+            expected_next[i] = p_stop[i] = np.nan
+            nxt.append([(None, np.nan)] * len(c.outcomes))
+            continue
         for jo in range(len(c.outcomes)):
             r = seg[i] + jo
             options = second.get((i, r), [])

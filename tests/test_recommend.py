@@ -343,3 +343,15 @@ def test_cli_bad_input_exits_2(xor_bif, argv, capsys):
     assert main([*argv, "--network", xor_bif]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lesionbn: error:")
+
+
+def test_lookahead_first_limits_the_first_tests():
+    tests = [Group("pair", "A and B", ("A", "B"), cost=2.0), Group("a", "A", ("A",), cost=1.0),
+             Group("b", "B", ("B",), cost=1.5)]
+    net = make_net(xor_network(), tests)
+    full = recommend(net, {}, target="T", k=None, lookahead=2)
+    part = recommend(net, {}, target="T", k=None, lookahead=2, lookahead_first=1)
+    first = part.index[0]
+    assert part.loc[first, "expected_next_gain"] == pytest.approx(full.loc[first, "expected_next_gain"])
+    assert part.drop(index=first)["expected_next_gain"].isna().all()
+    assert all(first in p["tests"] for p in part.attrs["pairs"])

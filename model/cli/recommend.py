@@ -20,6 +20,8 @@ def register(sub) -> None:
                    help="probability at which the leading state counts as settled (default 0.9)")
     p.add_argument("--lookahead", type=int, choices=[1, 2], default=1,
                    help="2: also the best second test after each outcome, and the best pair")
+    p.add_argument("--lookahead-first", type=int, default=None, metavar="M",
+                   help="with --lookahead 2: only the M best tests as first tests (faster)")
     p.add_argument("--min-gain", type=float, default=0.01,
                    help="expected gains (bits) below this count as worthless for the stopping rule")
     p.add_argument("--max-outcomes", type=int, default=4096,
@@ -52,7 +54,7 @@ def recommend_command(args) -> int:
     rec = net.recommend(
         evidence, target=args.target, k=args.k, rank_by=args.rank_by, cost_weight=args.cost_weight,
         threshold=args.threshold, lookahead=args.lookahead, min_gain=args.min_gain,
-        max_outcomes=args.max_outcomes,
+        max_outcomes=args.max_outcomes, lookahead_first=args.lookahead_first,
     )
     a = rec.attrs
     if args.json:
