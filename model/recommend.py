@@ -286,25 +286,23 @@ def recommend(
         else f"net_benefit = gain - cost_weight * cost (cost_weight = {cost_weight:.6g} bits per cost unit)"
     )
 
-    frame = pd.DataFrame(
-        {
-            "label": [c.test.label for c in cands],
-            "variables": [c.reveal for c in cands],
-            "n_outcomes": sizes,
-            "gain": gain,
-            "p_change": np.clip(p_change, 0.0, 1.0),
-            "p_threshold": np.clip(p_thr, 0.0, 1.0),
-            "cost": costs,
-            "invasiveness": [c.test.invasiveness for c in cands],
-            "time_to_result": [c.test.time_to_result for c in cands],
-            "source": ["; ".join(c.test.source) for c in cands],
-            "score": score,
-        },
-        index=pd.Index([c.test.name for c in cands], name="test"),
-    )
-    outcomes = None
-    if preview:
-        outcomes = _previews(net, evidence, cands, seg, p, q, lead0, tstates)
+    order = np.lexsort((np.arange(len(cands)), costs, -gain, -score))   # best first
+    cols: dict[str, Any] = {
+        "label": [c.test.label for c in cands],
+        "variables": [c.reveal for c in cands],
+        "n_outcomes": sizes,
+        "gain": gain,
+        "p_change": np.clip(p_change, 0.0, 1.0),
+        "p_threshold": np.clip(p_thr, 0.0, 1.0),
+        "cost": costs,
+        "invasiveness": [c.test.invasiveness for c in cands],
+        "time_to_result": [c.test.time_to_result for c in cands],
+        "source": ["; ".join(c.test.source) for c in cands],
+        "score": score,
+        "rank": np.empty(len(cands), dtype=np.intp),
+    }
+    cols["rank"][order] = np.arange(1, len(cands) + 1)
+    outcomes = _previews(net, evidence, cands, seg, p, q, lead0, tstates) if preview else None
 
     attrs: dict[str, Any] = {
         "target": target,
@@ -324,16 +322,15 @@ def recommend(
         "lookahead": lookahead,
     }
     if lookahead == 2:
-        frame["expected_next_gain"] = np.zeros(len(cands))
-        frame["p_stop_after"] = np.ones(len(cands))
+        cols["expected_next_gain"] = np.zeros(len(cands))
+        cols["p_stop_after"] = np.ones(len(cands))
         attrs["best_pair"], attrs["pairs"] = None, []
     if lookahead == 2 and cands:
-        order1 = np.lexsort((np.arange(len(cands)), costs, -gain, -score))
-        firsts = set(order1[: lookahead_first].tolist()) if lookahead_first else set(range(len(cands)))
+        firsts = set(order[: lookahead_first].tolist()) if lookahead_first else set(range(len(cands)))
         extra = _lookahead(net, target, base, cands, seg, p, q, threshold, rank_by,
                            cost_weight, min_gain, gain, costs, firsts)
-        frame["expected_next_gain"] = extra["expected_next_gain"]
-        frame["p_stop_after"] = extra["p_stop_after"]
+        cols["expected_next_gain"] = extra["expected_next_gain"]
+        cols["p_stop_after"] = extra["p_stop_after"]
         if outcomes is not None:
             for i, rows in enumerate(outcomes):
                 for j, row in enumerate(rows):
@@ -341,16 +338,25 @@ def recommend(
         attrs["best_pair"] = extra["best_pair"]
         attrs["pairs"] = extra["pairs"]
     if outcomes is not None:
-        frame["outcomes"] = outcomes
-    attrs["stop"], attrs["stop_reason"] = _stopping(frame, min_gain)
+        cols["outcomes"] = outcomes
+    attrs["stop"], attrs["stop_reason"] = _stopping(gain, p_change, min_gain)
 
-    order = np.lexsort((np.arange(len(frame)), costs, -gain, -score))
-    frame = frame.iloc[order]
-    frame.insert(frame.columns.get_loc("score") + 1, "rank", np.arange(1, len(frame) + 1))
-    if k is not None:
-        frame = frame.head(int(k))
+    keep = order if k is None else order[: int(k)]
+    frame = pd.DataFrame(
+        {name: _take(col, keep) for name, col in cols.items()},
+        index=pd.Index([cands[i].test.name for i in keep], name="test", dtype=object),
+    )
     frame.attrs.update(attrs)
     return frame
+
+
+def _take(col, idx):
+    if isinstance(col, np.ndarray):
+        return col[idx]
+    out = np.empty(len(idx), dtype=object)   # element-wise: lists and tuples stay whole
+    for j, i in enumerate(idx):
+        out[j] = col[i]
+    return out
 
 
 def _score(gain, costs, rank_by, cost_weight):
@@ -361,12 +367,12 @@ def _score(gain, costs, rank_by, cost_weight):
                         np.where(gain > 0, np.inf, 0.0))
 
 
-def _stopping(frame: pd.DataFrame, min_gain: float) -> tuple[bool, str | None]:
-    if frame.empty:
+def _stopping(gain: np.ndarray, p_change: np.ndarray, min_gain: float) -> tuple[bool, str | None]:
+    if len(gain) == 0:
         return True, "no test is left to order (every test's variables are already observed)"
-    if not (frame["p_change"] > _TIE).any():
+    if not (p_change > _TIE).any():
         return True, "no available test can change the leading hypothesis"
-    if not (frame["gain"] >= min_gain).any():
+    if not (gain >= min_gain).any():
         return True, f"every expected information gain is below min_gain = {min_gain:g} bits"
     return False, None
 
