@@ -201,13 +201,15 @@ def graph_dot(
     roles: Mapping[str, str] | None = None,
     evidence: Mapping[str, str] | None = None,
     marginals: Mapping[str, pd.Series] | None = None,
-    rankdir: str = "TB",
+    rankdir: str = "LR",
+    groups: Sequence[tuple[str, Sequence[str]]] | None = None,
 ) -> str:
     """A Graphviz DOT string for the network.
 
     Evidence nodes are dark with their observed state; when ``marginals`` are given, every other
     node shows its most likely state and is filled by that state's probability (white = 0,
-    blue = 1). Latent targets have a double border.
+    blue = 1). Latent targets have a double border. ``groups`` (label, variables) are drawn as
+    labelled boxes (the examination sections).
     """
     roles = roles or {}
     evidence = evidence or {}
@@ -218,6 +220,7 @@ def graph_dot(
         '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica", fontsize=11];',
         '  edge [color="#9aa5b1"];',
     ]
+    node_lines = {}
     for v in variables:
         label = pretty(v)
         attrs = {}
@@ -237,7 +240,19 @@ def graph_dot(
             attrs.update(color="#9aa5b1")
         attr = ", ".join(f"{k}={_q(val)}" for k, val in attrs.items())
         label_q = '"' + label.replace('"', '\\"') + '"'
-        lines.append(f"  {_q(v)} [label={label_q}{', ' + attr if attr else ''}];")
+        node_lines[v] = f"{_q(v)} [label={label_q}{', ' + attr if attr else ''}];"
+    grouped = set()
+    for i, (title, members) in enumerate(groups or ()):
+        members = [m for m in members if m in node_lines and m not in grouped]
+        if not members:
+            continue
+        grouped.update(members)
+        lines.append(f"  subgraph cluster_{i} {{")
+        lines.append(f'    label={_q(title)}; style="rounded,dashed"; color="#c3cad3"; fontname="Helvetica"; '
+                     'fontsize=11; fontcolor="#5b6672";')
+        lines += [f"    {node_lines[m]}" for m in members]
+        lines.append("  }")
+    lines += [f"  {node_lines[v]}" for v in variables if v not in grouped]
     for v in variables:
         for p in parents.get(v, ()):
             lines.append(f"  {_q(p)} -> {_q(v)};")

@@ -30,9 +30,9 @@ def render(net) -> None:
     else:
         st.caption("Arrows point from cause to effect. Double borders: diagnostic targets. Enter findings on the "
                    "Diagnose page to colour the graph by the posterior.")
-    rankdir = "LR" if len(net.variables) > 40 else "TB"
+    groups = net.groups if net.knowledge.groups else None
     dot = ui.graph_dot(net.variables, {v: net.parents(v) for v in net.variables}, net.roles, evidence,
-                       marginals, rankdir=rankdir)
+                       marginals, rankdir="LR", groups=groups)
     st.graphviz_chart(dot, width="stretch")
 
     st.subheader("Variables")
