@@ -27,6 +27,16 @@ def _on_finding(net, variable: str) -> None:
         st.query_params.clear()  # a shared link in the address bar would no longer match the case
 
 
+def _help(net, variable: str) -> str | None:
+    """Hover text: the finding's description, then what each value means (when the file says)."""
+    text = net.description(variable) or ""
+    var = net.knowledge.variables.get(variable)
+    meanings = getattr(var, "state_descriptions", None) or {}
+    if meanings:
+        text += "\n\n" + "\n".join(f"- **{ui.pretty(s)}**: {d}" for s, d in meanings.items())
+    return text or None
+
+
 def targets_shown(net) -> list[str]:
     """The diagnostic targets to chart: the network's latent variables, or a user choice on
     generic networks that declare none."""
@@ -67,7 +77,7 @@ def findings_panel(net) -> None:
                     selection_mode="single",
                     format_func=ui.pretty,
                     key=key,
-                    help=net.description(v) or None,
+                    help=_help(net, v),
                     on_change=_on_finding,
                     args=(net, v),
                 )

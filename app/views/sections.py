@@ -52,6 +52,8 @@ def _restore_saved(name: str) -> None:
     saved = st.session_state[state.SAVED].get(name)
     if saved is not None:
         state.set_evidence(st.session_state, saved, label=f"saved case “{name}” loaded")
+        if len(st.query_params):
+            st.query_params.clear()
 
 
 # --------------------------------------------------------------------------- sidebar
