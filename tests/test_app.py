@@ -272,3 +272,23 @@ def test_model_page_renders(net):
     assert any(net.name in t.value for t in at.title)
     cpt = at.dataframe[2].value if len(at.dataframe) > 2 else None
     assert cpt is not None and "source" in cpt.columns
+
+
+def test_generic_network_and_impossible_finding(monkeypatch):
+    """Any BIF network works; a finding impossible with the others is refused, not a crash."""
+    from app.resources import example_path
+
+    path = example_path("asia")
+    assert path, "pgmpy's bundled asia network is missing"
+    monkeypatch.setenv("LESIONBN_NETWORK", path)
+    at = fresh_app()
+    asia = load_network(path)
+    assert at.selectbox(key="network_choice").value.startswith("asia")
+    at.pills(key="finding_tub").set_value("yes").run()
+    at.pills(key="finding_either").set_value("no").run()      # either = tub OR lung: impossible
+    assert not at.exception
+    assert evidence_of(at) == {"tub": "yes"}
+    assert at.pills(key="finding_either").value is None
+    assert any("impossible" in w.value for w in at.warning)
+    shown = at.multiselect(key="shown_targets").value
+    assert shown and all(posterior_line(at, t).startswith(expected_leader(asia, {"tub": "yes"}, t)) for t in shown)

@@ -7,7 +7,10 @@ with instructions, never a skip: `make test` installs it (scripts/ensure_browser
 """
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -76,7 +79,9 @@ def test_two_findings_in_a_real_browser():
         post = net.posterior(evidence, targets=[target])[target]
         return f"{ui.pretty(target)}: {ui.pretty(post.idxmax())} {ui.pct(post.max())}"
 
+    downloads = tempfile.mkdtemp(prefix="lesionbn-downloads-")
     with running_app() as url, chrome() as driver:
+        driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
         driver.get(url)
         wait_for_app(driver, TIMEOUT)
         # Streamlit re-renders the page on every change: re-find elements on every poll
@@ -97,3 +102,16 @@ def test_two_findings_in_a_real_browser():
         text = _posterior_text(driver, target)
         assert "pts" in text  # the change caused by the last finding is shown
         assert "not a diagnosis" in driver.find_element("css selector", "[data-testid='stMain']").text
+
+        # the JSON report is generated on click (deferred) and holds this case
+        _open_tab(driver, wait, "Share and report")
+        _click(wait, lambda d: d.find_element("css selector", ".st-key-dl_json button"))
+        report = Path(downloads) / "lesionbn-case.json"
+        deadline = time.monotonic() + TIMEOUT
+        while not report.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert report.exists(), f"no report downloaded into {downloads}"
+        doc = json.loads(report.read_text(encoding="utf-8"))
+        assert doc["evidence"] == evidence
+        post = net.posterior(evidence)
+        assert doc["posteriors"][target] == pytest.approx(post[target].to_dict())

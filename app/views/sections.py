@@ -283,8 +283,12 @@ def share_and_report(net, targets) -> None:
         st.caption("The address bar now holds this link too; it is cleared when the case changes.")
     st.markdown("**Download a report.** It is generated only when you click, in memory; nothing is saved on the server.")
 
+    evidence = dict(evidence)
+    targets = list(targets)
+
     def data():
-        post = resources.posterior(net, evidence, targets) if targets else {}
+        # runs later, outside the script run, when a download is clicked: no session state here
+        post = net.posterior(evidence, targets=targets) if targets else {}
         return report.ReportData.build(net, evidence, post)
 
     c1, c2, c3 = st.columns(3)
