@@ -164,6 +164,7 @@ def set_evidence(session: MutableMapping, new: Mapping[str, str], label: str | N
     session[PREVIOUS] = old
     session[EVIDENCE] = new
     session[LAST_CHANGE] = label or describe_change(old, new)
+    session[NOTICES] = []  # notices are about the case as it was
     sync_widgets(session, new, set(old) | set(new))
 
 
@@ -193,11 +194,9 @@ def save_case(session: MutableMapping, name: str) -> str:
 
 
 def add_notice(session: MutableMapping, message: str) -> None:
-    """Queue a message to show once on the next run."""
+    """Add a message shown until the evidence next changes."""
     session[NOTICES] = list(session.get(NOTICES) or []) + [message]
 
 
-def pop_notices(session: MutableMapping) -> list[str]:
-    out = list(session.get(NOTICES) or [])
-    session[NOTICES] = []
-    return out
+def notices(session: MutableMapping) -> list[str]:
+    return list(session.get(NOTICES) or [])

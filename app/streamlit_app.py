@@ -57,12 +57,11 @@ if session.get("network_key") != net_key:
         params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
         evidence, warnings = state.evidence_from_query(params, net.states, net.observable)
         evidence, more = state.drop_impossible(evidence, lambda e: resources.is_possible(net, e))
-        for w in warnings + more:
-            state.add_notice(session, w)
         if evidence:
             state.set_evidence(session, evidence, label="case restored from the link")
             session[state.PREVIOUS] = None
-            state.add_notice(session, f"Restored {len(evidence)} finding(s) from the link.")
+        for w in warnings + more:
+            state.add_notice(session, w)
     elif not first:
         st.query_params.clear()
 

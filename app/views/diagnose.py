@@ -118,7 +118,7 @@ def render(net) -> None:
     st.title("What-if diagnosis")
     st.caption(ui.DISCLAIMER)
     with st.container():  # one slot, however many notices: the elements below keep their identity
-        for notice in state.pop_notices(session):
+        for notice in state.notices(session):
             st.warning(notice, icon=":material/info:")
     left, right = st.columns([11, 9], gap="large")
     with right:

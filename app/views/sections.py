@@ -45,7 +45,7 @@ def _reset() -> None:
 def _save() -> None:
     name = state.save_case(st.session_state, st.session_state.get("save_name", ""))
     st.session_state["compare_choice"] = name
-    state.add_notice(st.session_state, f"Saved the current case as “{name}”.")
+    st.toast(f"Saved the current case as “{name}”. Compare it under *Compare cases*.")
 
 
 def _restore_saved(name: str) -> None:
