@@ -30,7 +30,20 @@ def one_hot(card, k):
 
 
 def lik_of(net, evidence):
-    return {v: one_hot(len(net.states[v]), net.states[v].index(s)) for v, s in evidence.items()}
+    """Likelihood vectors of hard (state name) and soft ({state: weight}) evidence."""
+    out = {}
+    for v, s in evidence.items():
+        if isinstance(s, dict):
+            out[v] = np.array([float(s.get(x, 0.0)) for x in net.states[v]])
+        else:
+            out[v] = one_hot(len(net.states[v]), net.states[v].index(s))
+    return out
+
+
+def hard(evidence):
+    """The hard findings (a likelihood with one non-zero weight is hard evidence too)."""
+    return {v: s for v, s in evidence.items()
+            if not isinstance(s, dict) or sum(w > 0 for w in s.values()) == 1}
 
 
 def brute_outcomes(net, evidence, variables, target):
@@ -79,8 +92,14 @@ def cases(draw):
     observed = draw(st.lists(st.sampled_from(others), unique=True, max_size=2)) if others else []
     evidence = {}
     for v in observed:
-        card = model.get_cpds(v).cardinality[0]
-        evidence[v] = f"s{draw(st.integers(0, card - 1))}"
+        card = int(model.get_cpds(v).cardinality[0])
+        if draw(st.booleans()):
+            evidence[v] = f"s{draw(st.integers(0, card - 1))}"
+        else:   # soft evidence: the variable can still be tested
+            weights = draw(st.lists(st.sampled_from([0.0, 0.2, 0.5, 1.0]), min_size=card, max_size=card))
+            if not any(weights):
+                weights[0] = 1.0
+            evidence[v] = {f"s{i}": w for i, w in enumerate(weights)}
     # test groups: random subsets (size 1-3) of the non-target variables
     groups = []
     for i in range(draw(st.integers(1, 3))):
@@ -104,11 +123,11 @@ def test_gain_is_joint_mutual_information(case):
     except ImpossibleEvidenceError:
         assert brute_force(model, lik_of(net, evidence), [])[1] == -np.inf
         return
-    expected = {g.name for g in groups if any(v not in evidence for v in g.variables)}
+    expected = {g.name for g in groups if any(v not in hard(evidence) for v in g.variables)}
     assert set(rec.index) == expected
     for name, row in rec.iterrows():
         reveal = [v for v in dict.fromkeys(net.tests[[t.name for t in net.tests].index(name)].variables)
-                  if v not in evidence]
+                  if v not in hard(evidence)]
         assert list(row.variables) == reveal                       # partly observed: reveals the rest
         mi, change, thr = brute_stats(net, evidence, reveal, target)
         assert row.gain == pytest.approx(mi, abs=1e-9)
@@ -156,7 +175,7 @@ def test_lookahead_pairs_are_joint_information(case):
     tests = {t.name: t for t in net.tests}
     for pair in rec.attrs["pairs"]:
         union = [v for v in dict.fromkeys(tests[pair["tests"][0]].variables + tests[pair["tests"][1]].variables)
-                 if v not in evidence]
+                 if v not in hard(evidence)]
         mi, _, _ = brute_stats(net, evidence, union, target)
         assert pair["gain"] == pytest.approx(mi, abs=1e-9)
     for name, row in rec.iterrows():
