@@ -194,10 +194,12 @@ def why(net, targets) -> None:
         else:
             explanation(ex)
     if hasattr(net, "most_probable_explanation"):
-        st.markdown("**Most probable joint explanation** of the findings (the best few combinations of the "
-                    "diagnostic variables, exact)")
+        st.markdown("**Most probable joint explanation** of the findings: the best few combinations of the "
+                    "charted variables, exactly (every other variable summed out)")
         try:
-            mpe = resources.memo("mpe", net, evidence, (), lambda: net.most_probable_explanation(dict(evidence), n=5))
+            variables = list(targets) or list(net.latent)
+            mpe = resources.memo("mpe", net, evidence, tuple(variables),
+                                 lambda: net.most_probable_explanation(dict(evidence), variables=variables, n=5))
         except Exception as exc:
             st.warning(f"The most probable explanation could not be computed: {exc}")
         else:
