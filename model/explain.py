@@ -187,7 +187,8 @@ def explain(
     conf = float(single.sum() - le[0]) if n else 0.0
     conf_without = np.array([single.sum() - single[i] - le[1 + i] for i in range(n)]) if n else np.zeros(0)
     change = conf - conf_without
-    direction = np.where(np.abs(woe) <= NEUTRAL, "neutral", np.where(woe > 0, "for", "against"))
+    direction = np.where(np.isnan(woe), "undefined",   # h or its rival impossible with and without f
+                         np.where(np.abs(woe) <= NEUTRAL, "neutral", np.where(woe > 0, "for", "against")))
     frame = pd.DataFrame(
         {
             "state": [_state_label(lik[v], net.states[v]) for v in finds],
