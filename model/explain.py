@@ -135,7 +135,7 @@ def explain(
     Returns
     -------
     Explanation, whose ``findings`` frame (index: finding) holds ``state, woe,
-    likelihood_ratio, direction (for/against/neutral), posterior_without, conflict_change``,
+    likelihood_ratio, direction (for/against/neutral/undefined), posterior_without, conflict_change``,
     sorted by |woe| (largest first).
 
     Examples
