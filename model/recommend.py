@@ -218,7 +218,9 @@ def recommend(
         Probability a leading state must reach to count as settled (``p_threshold``).
     lookahead : {1, 2}
         2 adds ``expected_next_gain`` / ``p_stop_after`` per test, the best next test after each
-        outcome (in ``outcomes``), and ``attrs["best_pair"]`` / ``attrs["pairs"]``.
+        outcome (in ``outcomes``), ``attrs["best_pair"]`` / ``attrs["pairs"]`` (joint gains), and
+        ``attrs["second_gain"][first][second]``: the expected gain of ``second`` once ``first`` is
+        done (compare with ``second``'s own gain to see a cheap test make an expensive one moot).
     min_gain : float
         Expected gains (bits) below this count as worthless for the stopping rule.
     max_outcomes : int
@@ -324,7 +326,7 @@ def recommend(
     if lookahead == 2:
         cols["expected_next_gain"] = np.zeros(len(cands))
         cols["p_stop_after"] = np.ones(len(cands))
-        attrs["best_pair"], attrs["pairs"] = None, []
+        attrs["best_pair"], attrs["pairs"], attrs["second_gain"] = None, [], {}
     if lookahead == 2 and cands:
         firsts = set(order[: lookahead_first].tolist()) if lookahead_first else set(range(len(cands)))
         extra = _lookahead(net, target, base, cands, seg, p, q, threshold, rank_by,
@@ -337,6 +339,7 @@ def recommend(
                     row["next_test"], row["next_gain"] = extra["next"][i][j]
         attrs["best_pair"] = extra["best_pair"]
         attrs["pairs"] = extra["pairs"]
+        attrs["second_gain"] = extra["second_gain"]
     if outcomes is not None:
         cols["outcomes"] = outcomes
     attrs["stop"], attrs["stop_reason"] = _stopping(gain, p_change, min_gain)
@@ -500,6 +503,9 @@ def _lookahead(net, tname, base, cands, seg, p, q, threshold, rank_by, cost_weig
             for j, g in options:
                 pair_gain[(i, j)] = pair_gain.get((i, j), float(gain1[i])) + p[r] * g
         nxt.append(per)
+    second_gain: dict[str, dict[str, float]] = {}
+    for (i, j), g in pair_gain.items():
+        second_gain.setdefault(cands[i].test.name, {})[cands[j].test.name] = float(g - gain1[i])
     pairs = []
     for (i, j), g in pair_gain.items():
         if i > j and (j, i) in pair_gain:
@@ -514,4 +520,5 @@ def _lookahead(net, tname, base, cands, seg, p, q, threshold, rank_by, cost_weig
         "next": nxt,
         "best_pair": pairs[0] if pairs else None,
         "pairs": pairs[:10],
+        "second_gain": second_gain,
     }

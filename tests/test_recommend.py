@@ -181,6 +181,13 @@ def test_lookahead_pairs_are_joint_information(case):
     for name, row in rec.iterrows():
         assert 0.0 <= row.p_stop_after <= 1.0 + 1e-12
         assert row.expected_next_gain >= 0.0
+    # E_o1 gain(second | e, o1) = I(T; first, second | e) - I(T; first | e)
+    for first, seconds in rec.attrs["second_gain"].items():
+        for second, g in seconds.items():
+            union = [v for v in dict.fromkeys(tests[first].variables + tests[second].variables)
+                     if v not in hard(evidence)]
+            mi, _, _ = brute_stats(net, evidence, union, target)
+            assert g == pytest.approx(mi - rec.loc[first, "gain"], abs=1e-9)
 
 
 # ----------------------------------------------------------------------------- fixed examples

@@ -64,7 +64,8 @@ def recommend_command(args) -> int:
             "leader_probability": a["leader_probability"], "entropy_bits": a["entropy"],
             "rank_by": a["rank_by"], "rank_rule": a["rank_rule"], "stop": a["stop"],
             "stop_reason": a["stop_reason"], "threshold": a["threshold"], "skipped": a["skipped"],
-            "best_pair": a.get("best_pair"), "pairs": a.get("pairs"), "tests": tests,
+            "best_pair": a.get("best_pair"), "pairs": a.get("pairs"), "second_gain": a.get("second_gain"),
+            "tests": tests,
         })
         return 0
     if evidence:
@@ -82,6 +83,13 @@ def recommend_command(args) -> int:
     if a.get("best_pair"):
         bp = a["best_pair"]
         print(f"\nbest pair: {' + '.join(bp['tests'])}  (joint gain {bp['gain']:.3f} bits, cost {bp['cost']:g})")
+        first = rec.index[0]
+        after = a.get("second_gain", {}).get(first, {})
+        shown = [t for t in rec.index[1:] if t in after][:5]
+        if shown:
+            print(f"expected gain of other tests once {first} is done (bits, now -> after):")
+            for t in shown:
+                print(f"  {t:<30s} {rec.at[t, 'gain']:.3f} -> {after[t]:.3f}")
     print("\nstop: " + (a["stop_reason"] if a["stop"] else "no -- a test can still change the picture"))
     for name in list(rec.index[: max(args.preview, 0)]):
         print(f"\nwhat if -- {name} ({rec.at[name, 'label']}):")
