@@ -117,7 +117,13 @@ class Timer:
     """Records how long the script run took (shown in the footer, used by the timing test)."""
 
     def __init__(self):
-        self.start = time.perf_counter()
+        self.start = self.last = time.perf_counter()
+
+    def lap(self) -> float:
+        """Milliseconds since the previous lap (or the start)."""
+        now = time.perf_counter()
+        out, self.last = (now - self.last) * 1000.0, now
+        return out
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.start) * 1000.0

@@ -55,7 +55,7 @@ def summary(ms: list[float]) -> str:
     return f"median {statistics.median(ms):6.1f} ms, p90 {q[-1]:6.1f} ms, max {max(ms):6.1f} ms (n={len(ms)})"
 
 
-def apptest(net, steps, section: str | None) -> tuple[list[float], list[float]]:
+def apptest(net, steps, section: str | None) -> tuple[list[float], list[float], dict]:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=120)
@@ -63,14 +63,16 @@ def apptest(net, steps, section: str | None) -> tuple[list[float], list[float]]:
     if section:
         at.session_state["section"] = section
         at.run()
-    script, total = [], []
+    script, total, parts = [], [], {}
     for v, s in steps:
         t0 = time.perf_counter()
         at.pills(key=f"finding_{v}").set_value(s).run()
         total.append((time.perf_counter() - t0) * 1000)
         script.append(float(at.session_state["_render_ms"]))
+        for k, ms in at.session_state["_timings"].items():
+            parts.setdefault(k, []).append(ms)
         assert not at.exception, [e.value for e in at.exception]
-    return script, total
+    return script, total, parts
 
 
 def browser(net) -> list[float]:
@@ -114,9 +116,10 @@ def main(argv=None) -> int:
     print(f"default network {net.name} {net.version}; {len(steps)} changes; load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     for label, section in (("Next tests open", None), ("Why open", "Why")):
-        script, total = apptest(net, steps, section)
+        script, total, parts = apptest(net, steps, section)
         print(f"AppTest, {label:15s} script: {summary(script)}")
         print(f"AppTest, {label:15s} rerun:  {summary(total)}")
+        print("    median per part: " + ", ".join(f"{k} {statistics.median(v):.1f} ms" for k, v in parts.items()))
     if args.browser:
         ms = browser(net)
         print(f"Chromium click -> posterior shown:     {summary(ms)}")

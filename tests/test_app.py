@@ -237,9 +237,15 @@ def test_why_section_shows_explanation_and_conflict(net):
     ex = net.explain(ev, target=target)
     text = " ".join(m.value for m in at.markdown)
     assert f"{ui.pretty(target)} = {ui.pretty(ex.hypothesis)}" in text
-    if ex.conflicting:
-        assert any("conflict" in w.value for w in at.warning)
-    assert at.dataframe, "the most probable explanation table is missing"
+    assert ex.conflicting  # this case was chosen because the model finds it conflicting
+    assert any("findings conflict" in w.value for w in at.warning)
+    assert not at.dataframe  # the joint explanation is computed only when opened
+    at.session_state["mpe_open"] = True
+    at.run()
+    table = at.dataframe[0].value
+    mpe = net.most_probable_explanation(ev, variables=net.latent, n=5)
+    assert list(table["probability"]) == pytest.approx(list(mpe["probability"]))
+    assert list(table[ui.pretty(net.latent[0])]) == [ui.pretty(x) for x in mpe[net.latent[0]]]
 
 
 def test_warm_rerun_is_fast(net):

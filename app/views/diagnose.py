@@ -114,6 +114,7 @@ def posterior_panel(net, targets: list[str]) -> None:
 
 def render(net) -> None:
     session = st.session_state
+    clock = resources.Timer()
     sections.sidebar_case_tools(net)
     st.title("What-if diagnosis")
     st.caption(ui.DISCLAIMER)
@@ -123,9 +124,14 @@ def render(net) -> None:
     left, right = st.columns([11, 9], gap="large")
     with right:
         targets = targets_shown(net)
+    timings = {"sidebar": clock.lap()}
     with left:
         findings_panel(net)
+    timings["findings"] = clock.lap()
     with right:
         posterior_panel(net, targets)
+    timings["posterior"] = clock.lap()
     st.divider()
     sections.lower_sections(net, targets)
+    timings["lower section"] = clock.lap()
+    session["_timings"] = timings  # read by scripts/measure_rerun.py

@@ -194,18 +194,23 @@ def why(net, targets) -> None:
         else:
             explanation(ex)
     if hasattr(net, "most_probable_explanation"):
-        st.markdown("**Most probable joint explanation** of the findings: the best few combinations of the "
-                    "charted variables, exactly (every other variable summed out)")
-        try:
-            variables = list(targets) or list(net.latent)
-            mpe = resources.memo("mpe", net, evidence, tuple(variables),
-                                 lambda: net.most_probable_explanation(dict(evidence), variables=variables, n=5))
-        except Exception as exc:
-            st.warning(f"The most probable explanation could not be computed: {exc}")
-        else:
-            st.dataframe(ui.mpe_table(mpe), hide_index=True, width="stretch",
-                         column_config={"probability": st.column_config.ProgressColumn(
-                             "probability", format="percent", min_value=0.0, max_value=1.0)})
+        variables = list(targets) or list(net.latent)
+        box = st.expander("Most probable joint explanation", key="mpe_open", on_change="rerun",
+                          icon=":material/join_inner:")
+        if box.open is not False:  # computed only while open (it can take a few hundred ms)
+            with box:
+                st.caption(f"The best few combinations of {', '.join(map(ui.pretty, variables))} given the "
+                           "findings, exactly (every other variable summed out).")
+                try:
+                    with st.spinner("Searching the most probable combinations..."):
+                        mpe = resources.memo("mpe", net, evidence, tuple(variables),
+                                             lambda: net.most_probable_explanation(dict(evidence), variables=variables, n=5))
+                except Exception as exc:
+                    st.warning(f"The most probable explanation could not be computed: {exc}")
+                else:
+                    st.dataframe(ui.mpe_table(mpe), hide_index=True, width="stretch",
+                                 column_config={"probability": st.column_config.ProgressColumn(
+                                     "probability", format="percent", min_value=0.0, max_value=1.0)})
 
 
 def explanation(ex) -> None:
