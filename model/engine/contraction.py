@@ -264,6 +264,11 @@ def sum_axes(x: np.ndarray, axes: Sequence[int]) -> np.ndarray:
 def normalise(m: np.ndarray):
     """Divide each case's array by its total; return (normalised, total) (total 0 -> kept 0)."""
     n = m.shape[0]
-    tot = sum_axes(m, range(1, m.ndim)) if m.ndim > 1 else m.copy()
+    if m.ndim == 1:
+        tot = m.copy()
+    elif m.flags.c_contiguous:
+        tot = m.reshape(n, -1).sum(axis=1)  # one long inner loop per case
+    else:
+        tot = sum_axes(m, range(1, m.ndim))
     safe = np.where(tot > 0, tot, 1.0)
     return m / safe.reshape((n,) + (1,) * (m.ndim - 1)), tot
