@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "model.cli.inference",
     "model.cli.sensitivity",
     "model.cli.recommend",
+    "model.cli.learn",
 ]
 
 
