@@ -128,7 +128,7 @@ def render(net) -> None:
     with left:
         findings_panel(net)
     timings["findings"] = clock.lap()
-    with right:
+    with right, st.container(key="posterior_panel"):
         posterior_panel(net, targets)
     timings["posterior"] = clock.lap()
     st.divider()
