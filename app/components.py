@@ -83,6 +83,7 @@ def posterior_chart(post: pd.Series, before: pd.Series | None = None, top: int =
     for r in rows:
         c = r["change"]
         r["text"] = pct(r["p"]) + (f"  {points(c)}" if c is not None and abs(c) >= 0.0005 else "")
+        r["text_at"] = max(r["p"], r["before"] or 0.0)  # right of both the bar and the tick
     y = {"field": "label", "type": "nominal", "sort": [r["label"] for r in rows], "title": None,
          "axis": {"labelLimit": 220, "labelFontSize": 12}, "scale": {"paddingInner": 0.25}}
     layers = [
@@ -98,10 +99,10 @@ def posterior_chart(post: pd.Series, before: pd.Series | None = None, top: int =
     if before is not None:
         layers.append({"mark": {"type": "tick", "color": "#555555", "thickness": 2, "size": 18},
                        "encoding": {"y": y, "x": {"field": "before", "type": "quantitative"}}})
-    layers.append({"mark": {"type": "text", "align": "left", "dx": 4, "color": "#222222"},
-                   "encoding": {"y": y, "x": {"field": "p", "type": "quantitative"},
+    layers.append({"mark": {"type": "text", "align": "left", "dx": 5, "color": "#222222"},
+                   "encoding": {"y": y, "x": {"field": "text_at", "type": "quantitative"},
                                 "text": {"field": "text", "type": "nominal"}}})
-    data = [{k: r[k] for k in ("label", "p", "before", "text")} for r in rows]
+    data = [{k: r[k] for k in ("label", "p", "before", "text", "text_at")} for r in rows]
     return {"data": {"values": data}, "layer": layers, "height": {"step": 24},
             "config": {"view": {"stroke": None}}}
 

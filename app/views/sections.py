@@ -298,10 +298,10 @@ def share_and_report(net, targets) -> None:
         post = net.posterior(evidence, targets=targets) if targets else {}
         return report.ReportData.build(net, evidence, post)
 
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Markdown", lambda: report.markdown(data()), file_name="lesionbn-case.md",
+    row = st.container(horizontal=True)
+    row.download_button("Markdown", lambda: report.markdown(data()), file_name="lesionbn-case.md",
                        mime="text/markdown", on_click="ignore", icon=":material/description:", key="dl_md")
-    c2.download_button("HTML", lambda: report.html(data()), file_name="lesionbn-case.html",
+    row.download_button("HTML", lambda: report.html(data()), file_name="lesionbn-case.html",
                        mime="text/html", on_click="ignore", icon=":material/article:", key="dl_html")
-    c3.download_button("JSON (evidence and posteriors)", lambda: report.to_json(data()), file_name="lesionbn-case.json",
+    row.download_button("JSON (evidence and posteriors)", lambda: report.to_json(data()), file_name="lesionbn-case.json",
                        mime="application/json", on_click="ignore", icon=":material/data_object:", key="dl_json")
