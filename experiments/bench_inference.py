@@ -14,6 +14,8 @@ with pgmpy (read by path, CPD columns renormalised):
    (tracemalloc; numpy allocations are traced, pyAgrum's C++ ones are not).
 
 Times are wall-clock medians.  Answers of the three tools are cross-checked on the first case.
+pyAgrum is used as intended: one LazyPropagation per network with ``setTargets`` (3x faster
+than computing every posterior), ``eraseAllEvidence`` + ``setEvidence`` per case.
 
     python experiments/bench_inference.py            # full run
     python experiments/bench_inference.py --quick    # fewer repeats and smaller subsamples
@@ -157,6 +159,7 @@ def bench_network(name, model, one_targets, findings, batch_targets, args):
 
         bn = to_pyagrum(model, order, states)
         ie = gum.LazyPropagation(bn)
+        ie.setTargets(set(one_targets))  # restricting targets makes pyAgrum ~3x faster
 
         def run_gum(ev):
             ie.eraseAllEvidence()
@@ -190,6 +193,7 @@ def bench_network(name, model, one_targets, findings, batch_targets, args):
     if ie is not None:
         sub = cases[:args.pyagrum_cases]
         ie2 = gum.LazyPropagation(bn)
+        ie2.setTargets(set(batch_targets))
 
         def loop_gum():
             for ev in sub:

@@ -430,3 +430,10 @@ def test_result_type_and_no_evidence_prior():
     np.testing.assert_allclose(res.log_evidence, 0.0, atol=1e-12)
     for t in eng.variables[:5]:
         np.testing.assert_allclose(res.marginals[t][2], ve_posterior(model, {}, t), atol=TOL)
+
+
+def test_empty_batch():
+    eng = engine_for("asia")
+    res = eng.query({"xray": np.full((0, 2), 0.5)}, ["lung", "tub"])
+    assert res.marginals["lung"].shape == (0, 2) and res.log_evidence.shape == (0,)
+    assert eng.joint({"xray": np.full((0, 2), 0.5)}, "lung", "tub").shape == (0, 2, 2)

@@ -377,6 +377,10 @@ class InferenceEngine:
         logz[~possible] = -np.inf
         res = {}
         for k, parts in outs.items():
+            if not parts:  # an empty batch
+                shape = (self.cards[k],) if isinstance(k, str) else tuple(
+                    self.cards[v] for v in dict.fromkeys(k))
+                parts = [np.empty((0, *shape))]
             r = np.concatenate(parts) if len(parts) > 1 else parts[0]
             r[~possible] = np.nan
             res[k] = r
