@@ -55,10 +55,12 @@ class Contraction:
 
     ``inputs`` is a list of ``(source, vars)``; ``source`` is ``("static", array)`` (no batch
     axis), ``("lik", var)`` or ``("msg", edge)`` (both ``(N, ...)`` arrays found at run time).
-    The output is ``(N, *out_vars)``.
+    The output is ``(N, *out_vars)``; with ``keep_layout`` it is ``(N, *out_layout)``, the
+    same variables in whatever order the last step produced (saves a transpose, and keeps
+    messages contiguous so that they are cheap to normalise).
     """
 
-    def __init__(self, inputs, out_vars, cards):
+    def __init__(self, inputs, out_vars, cards, keep_layout: bool = False):
         letters: dict[Any, str] = {None: oe.get_symbol(0)}  # None = batch axis
         for _, vs in inputs:
             for v in vs:
@@ -103,7 +105,14 @@ class Contraction:
             self.steps.append((tuple(inds), fn))
             layouts.append(lay)
         final = layouts[0]
-        self.final_perm = None if final == out else tuple(final.index(c) for c in out)
+        if keep_layout:
+            target = (letters[None] if self.batched else "") + "".join(
+                c for c in final if c != letters[None])
+        else:
+            target = out
+        self.final_perm = None if final == target else tuple(final.index(c) for c in target)
+        inv = {c: v for v, c in letters.items()}
+        self.out_layout = tuple(inv[c] for c in target if c != letters[None])
 
     @staticmethod
     def _compile_step(ins: list[str], want: str, batch: str, sizes: Mapping[str, int]):

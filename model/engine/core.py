@@ -222,17 +222,25 @@ class InferenceEngine:
                 ins.append((("lik", v), (v,)))
             for w in nb_all[u]:
                 if w != exclude:
-                    ins.append((("msg", (w, u)), tuple(sorted(scope[w] & scope[u], key=self._rank.get))))
+                    ins.append((("msg", (w, u)), layout[(w, u)]))
             return ins
 
         def sep(u, w):
             return tuple(sorted(scope[u] & scope[w], key=self._rank.get))
 
+        # Messages keep the axis order their contraction produces; consumers (always compiled
+        # after the producer) read it from ``layout``.
         schedule = []
+        layout: dict[tuple[int, int], tuple[str, ...]] = {}
+
+        def message(u, w, is_collect):
+            con = Contraction(inputs(u, w), sep(u, w), self.cards, keep_layout=True)
+            layout[(u, w)] = con.out_layout
+            schedule.append(((u, w), con, is_collect))
+
         for u in reversed(order):  # collect: children before parents
             if parent[u] is not None:
-                schedule.append(((u, parent[u]), Contraction(inputs(u, parent[u]),
-                                                              sep(u, parent[u]), self.cards), True))
+                message(u, parent[u], True)
         # Target holders: for each target, the node containing it that is cheapest to reach,
         # counting its own size plus the parent sizes of distribute messages not yet scheduled.
         need: set[int] = set()
@@ -261,8 +269,7 @@ class InferenceEngine:
             tnodes[pair] = holder_for(set(pair))
         for u in order:  # distribute: parents before children, only towards target holders
             if u in need:
-                p = parent[u]
-                schedule.append(((p, u), Contraction(inputs(p, u), sep(p, u), self.cards), False))
+                message(parent[u], u, False)
         # Targets held by the same node are read off one contraction to their joint; when that
         # node is a root, the same joint also gives the log-evidence of its tree.
         held: dict[int, list] = {}
@@ -272,11 +279,14 @@ class InferenceEngine:
         for u, keys in held.items():
             if keys == [pair]:
                 outv = (pair[0],) if pair[0] == pair[1] else pair
+                con = Contraction(inputs(u, None), outv, self.cards)
                 readers = [(pair, None)]
             else:
                 outv = tuple(sorted(keys, key=self._rank.get))
-                readers = [(k, tuple(i + 1 for i, x in enumerate(outv) if x != k)) for k in keys]
-            groups.append((u, Contraction(inputs(u, None), outv, self.cards), readers))
+                con = Contraction(inputs(u, None), outv, self.cards, keep_layout=True)
+                lay = con.out_layout
+                readers = [(k, tuple(i + 1 for i, x in enumerate(lay) if x != k)) for k in keys]
+            groups.append((u, con, readers))
         root_of_group = {u: gi for gi, (u, _, _) in enumerate(groups)}
         root_c = []
         for r in roots:
