@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 import streamlit as st
@@ -285,7 +285,8 @@ def share_and_report(net, targets) -> None:
     if st.button("Create share link", key="share", icon=":material/link:", disabled=not evidence):
         params = state.evidence_to_query(evidence)
         st.query_params.from_dict(params)
-        base = (st.context.url or "").split("?")[0]
+        parts = urlsplit(st.context.url or "")
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", "")) if parts.netloc else ""
         st.code(f"{base}?{urlencode(params)}", language=None)
         st.caption("The address bar now holds this link too; it is cleared when the case changes.")
     st.markdown("**Download a report.** It is generated only when you click, in memory; nothing is saved on the server.")
