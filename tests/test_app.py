@@ -298,3 +298,22 @@ def test_generic_network_and_impossible_finding(monkeypatch):
     assert any("impossible" in w.value for w in at.warning)
     shown = at.multiselect(key="shown_targets").value
     assert shown and all(posterior_line(at, t).startswith(expected_leader(asia, {"tub": "yes"}, t)) for t in shown)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0, allow_nan=False), min_size=1, max_size=20))
+def test_posterior_rows_sorted_and_complete(weights):
+    total = sum(weights) or 1.0
+    post = pd.Series([w / total for w in weights], index=[f"s_{i}" for i in range(len(weights))])
+    before = post.iloc[::-1].set_axis(post.index)
+    rows = ui.posterior_rows(post, before)
+    assert sorted(r["state"] for r in rows) == sorted(post.index)
+    assert all(a["p"] >= b["p"] for a, b in zip(rows, rows[1:]))
+    for r in rows:
+        assert r["p"] == post[r["state"]] and r["change"] == pytest.approx(post[r["state"]] - before[r["state"]])
+    spec = ui.posterior_chart(post, before)
+    shown = spec["data"]["values"]
+    assert len(shown) == min(len(post), ui.TOP_STATES)
+    assert [v["label"] for v in shown] == [r["label"] for r in rows[: ui.TOP_STATES]]
+    rest = ui.rest_caption(post)
+    assert (rest == "") == (len(post) <= ui.TOP_STATES)
