@@ -125,6 +125,7 @@ def recommendation_table(rec: pd.DataFrame) -> pd.DataFrame:
             "reveals": [", ".join(map(pretty, v)) if isinstance(v, (list, tuple)) else pretty(v)
                         for v in rec.get("variables", [""] * len(rec))],
             "information gain": rec["gain"].to_numpy(dtype=float),
+            "rank score": rec["score"].to_numpy(dtype=float) if "score" in rec else float("nan"),
             "P(leader changes)": rec["p_change"].to_numpy(dtype=float) if "p_change" in rec else float("nan"),
             "cost": rec["cost"].to_numpy(dtype=float),
             "invasiveness": rec.get("invasiveness", ""),
@@ -134,9 +135,14 @@ def recommendation_table(rec: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def recommendation_columns() -> dict:
+def recommendation_columns(rank_rule: str = "") -> dict:
     """Column formats for :func:`recommendation_table` in ``st.dataframe``."""
     return {
+        "rank score": st.column_config.NumberColumn(
+            format="%.3g", help=f"What the tests are ranked by: {rank_rule}" if rank_rule else "What the tests are ranked by"),
+        "test": st.column_config.TextColumn(width="medium"),
+        "reveals": st.column_config.TextColumn(width="medium"),
+        "time to result": st.column_config.TextColumn(width="medium"),
         "information gain": st.column_config.NumberColumn(
             "information gain", format="%.3f bits",
             help="Expected reduction in uncertainty about the chosen target (mutual information, bits)"),

@@ -129,7 +129,9 @@ def next_tests(net, targets) -> None:
         st.info("No test left that would reveal anything new.")
         return
     st.dataframe(ui.recommendation_table(rec), hide_index=True, width="stretch",
-                 column_config=ui.recommendation_columns())
+                 column_config=ui.recommendation_columns(str(attrs.get("rank_rule", ""))))
+    if attrs.get("rank_rule"):
+        st.caption(f"Ranked by {attrs['rank_rule']}.")
     if attrs.get("skipped"):
         st.caption(f"Left out (too many joint outcomes to preview): {', '.join(map(str, attrs['skipped']))}.")
     if "outcomes" not in rec.columns:
