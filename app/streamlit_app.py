@@ -33,6 +33,10 @@ with st.sidebar:
         key="network_choice",
         help="The default motor-lesion network, a file named by LESIONBN_NETWORK, or a generic example.",
     )
+if not choices:
+    st.error("No network available: the default network file is missing and pgmpy's examples were not found. "
+             "Set LESIONBN_NETWORK to a knowledge, BIF or XMLBIF file.")
+    st.stop()
 net_key = choices[choice]
 try:
     with st.spinner("Loading the network (once per server)..."):

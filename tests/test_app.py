@@ -317,3 +317,16 @@ def test_posterior_rows_sorted_and_complete(weights):
     assert [v["label"] for v in shown] == [r["label"] for r in rows[: ui.TOP_STATES]]
     rest = ui.rest_caption(post)
     assert (rest == "") == (len(post) <= ui.TOP_STATES)
+
+
+def test_unreadable_network_file_is_a_friendly_error(monkeypatch, tmp_path):
+    bad = tmp_path / "broken.bif"
+    bad.write_text("network broken { this is not BIF", encoding="utf-8")
+    monkeypatch.setenv("LESIONBN_NETWORK", str(bad))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert any("could not be loaded" in e.value and "broken.bif" in e.value for e in at.error)
+    # the other networks stay one click away
+    options = at.selectbox(key="network_choice").options
+    assert len(options) > 1 and any("motor_lesion" in o for o in options)

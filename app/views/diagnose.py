@@ -60,6 +60,8 @@ def findings_panel(net) -> None:
         "for its description."
     )
     groups = [(g, [v for v in vs if v in net.states]) for g, vs in net.groups]
+    grouped = {v for _, vs in groups for v in vs}
+    groups.append(("Other findings", [v for v in net.observable if v not in grouped]))
     groups = [(g, vs) for g, vs in groups if vs]
     # always one line here, so the tabs below keep their place (and the open tab) across reruns
     entered = " · ".join(f"{ui.pretty(v)} = **{ui.pretty(s)}**" for v, s in evidence.items())
