@@ -239,7 +239,12 @@ def test_why_section_shows_explanation_and_conflict(net):
     assert f"{ui.pretty(target)} = {ui.pretty(ex.hypothesis)}" in text
     assert ex.conflicting  # this case was chosen because the model finds it conflicting
     assert any("findings conflict" in w.value for w in at.warning)
-    assert not at.dataframe  # the joint explanation is computed only when opened
+    table = at.dataframe[0].value  # the joint explanation, open by default
+    mpe = net.most_probable_explanation(ev, variables=net.latent, n=5)
+    assert list(table["probability"]) == pytest.approx(list(mpe["probability"]))
+    at.session_state["mpe_open"] = False  # collapsed: not computed at all
+    at.run()
+    assert not at.dataframe
     at.session_state["mpe_open"] = True
     at.run()
     table = at.dataframe[0].value
