@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app import components as ui  # noqa: E402
-from app_server import chrome, running_app, wait_for_app  # noqa: E402
+from app_server import check_browser, chrome, running_app, wait_for_app  # noqa: E402
 from model import load_network  # noqa: E402
 
 TIMEOUT = 60
@@ -71,6 +71,7 @@ def test_two_findings_in_a_real_browser():
     )
     from selenium.webdriver.support.ui import WebDriverWait
 
+    check_browser()  # fail fast, with the install command, before starting a server
     net = load_network()
     target = "lesion_type"
     findings = [("Reflexes", "babinski", "present"), ("Reflexes", "reflexes_legs", "hyper")]
