@@ -239,6 +239,13 @@ def test_why_section_shows_explanation_and_conflict(net):
     assert f"{ui.pretty(target)} = {ui.pretty(ex.hypothesis)}" in text
     assert ex.conflicting  # this case was chosen because the model finds it conflicting
     assert any("findings conflict" in w.value for w in at.warning)
+    sens = net.evidence_sensitivity(ev, target=target)
+    flips = sens[sens["flips"]].sort_values("p_leader", ascending=False)
+    if flips.empty:
+        assert "does not hang on any one finding" in " ".join(c.value for c in at.caption)
+    else:
+        r = flips.iloc[0]
+        assert f"{ui.pretty(r['leader'])} would lead ({ui.pct(r['p_leader'])})" in text
     table = at.dataframe[0].value  # the joint explanation, open by default
     mpe = net.most_probable_explanation(ev, variables=net.latent, n=5)
     assert list(table["probability"]) == pytest.approx(list(mpe["probability"]))

@@ -14,6 +14,7 @@ WHATIF_TESTS = 5
 WHATIF_OUTCOMES = 8
 #: |weight of evidence| (nats) below which a finding is listed as having little effect (display only)
 LITTLE_EFFECT = 0.1
+ROBUSTNESS_ROWS = 6
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -195,6 +196,7 @@ def why(net, targets) -> None:
             st.warning(f"The explanation could not be computed: {exc}")
         else:
             explanation(ex)
+            robustness(net, evidence, target)
     if hasattr(net, "most_probable_explanation"):
         variables = list(targets) or list(net.latent)
         box = st.expander("Most probable joint explanation", expanded=True, key="mpe_open", on_change="rerun",
@@ -213,6 +215,30 @@ def why(net, targets) -> None:
                     st.dataframe(ui.mpe_table(mpe), hide_index=True, width="stretch",
                                  column_config={"probability": st.column_config.ProgressColumn(
                                      "probability", format="percent", min_value=0.0, max_value=1.0)})
+
+
+def robustness(net, evidence: dict, target: str) -> None:
+    """Which single finding, had it been absent or different, would change the leading state."""
+    if not hasattr(net, "evidence_sensitivity"):
+        return
+    try:
+        sens = resources.memo("sensitivity", net, evidence, (target,),
+                              lambda: net.evidence_sensitivity(dict(evidence), target=target))
+    except Exception as exc:
+        st.caption(f"(Robustness to single findings could not be computed: {exc})")
+        return
+    flips = sens[sens["flips"]].sort_values("p_leader", ascending=False)
+    st.markdown("**What would change the conclusion**")
+    if flips.empty:
+        st.caption("No single finding, had it been missing or different, would change the leading "
+                   f"{ui.pretty(target)}: the conclusion does not hang on any one finding.")
+        return
+    lines = []
+    for r in flips.head(ROBUSTNESS_ROWS).itertuples():
+        what = "had not been examined" if r.change == "not observed" else f"had been {ui.pretty(r.new_state)}"
+        lines.append(f"- if {ui.pretty(r.finding)} {what}: {ui.pretty(r.leader)} would lead ({ui.pct(r.p_leader)})")
+    more = len(flips) - ROBUSTNESS_ROWS
+    st.markdown("\n".join(lines) + (f"\n- and {more} more such changes" if more > 0 else ""))
 
 
 def explanation(ex) -> None:
