@@ -202,6 +202,10 @@ def test_vignette_loading_and_reset(net):
     assert evidence_of(at) == v.evidence
     assert posterior_line(at, "lesion_site").startswith(expected_leader(net, v.evidence, "lesion_site"))
     assert at.pills(key=f"finding_{next(iter(v.evidence))}").value == next(iter(v.evidence.values()))
+    teaching = " ".join(m.value for m in at.sidebar.markdown)
+    for t in v.expected:
+        for ok in v.accepted(t):
+            assert f"{ui.pretty(t)}:" in teaching and ui.pretty(ok) in teaching
     at.button(key="reset").click().run()
     assert evidence_of(at) == {}
     assert all(p.value is None for p in at.pills)

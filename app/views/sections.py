@@ -77,9 +77,16 @@ def sidebar_case_tools(net) -> None:
             )
             st.button("Load example case", on_click=_load_vignette, args=(net, vignettes), key="load_vignette",
                       icon=":material/folder_open:", width="stretch")
-            loaded = session.get("loaded_vignette")
-            if loaded in vignettes and vignettes[loaded].summary:
-                st.caption(f"**{loaded}**: {vignettes[loaded].summary}")
+            loaded = vignettes.get(session.get("loaded_vignette"))
+            if loaded is not None:
+                if loaded.summary:
+                    st.caption(f"**{loaded.id}**: {loaded.summary}")
+                answers = {t: loaded.accepted(t) for t in sorted(set(loaded.expected) | set(loaded.acceptable))}
+                if any(answers.values()):
+                    with st.expander("Expert's answer (for teaching)"):
+                        st.markdown("\n".join(f"- {ui.pretty(t)}: {', '.join(ui.pretty(a) for a in sorted(ok))}"
+                                               for t, ok in answers.items() if ok)
+                                    + (f"\n\n{loaded.rationale}" if loaded.rationale else ""))
         else:
             st.caption("No example cases match this network.")
         st.button("Reset (clear all findings)", on_click=_reset, key="reset", icon=":material/restart_alt:",
@@ -102,10 +109,19 @@ def lower_sections(net, targets: list[str]) -> None:
             {"next": next_tests, "why": why, "compare": compare, "report": share_and_report}[name](net, targets)
 
 
+def _default_target(net) -> str:
+    try:
+        from model.recommend import default_target
+    except ImportError:  # an older model/: the first target
+        return net.latent[0]
+    target = default_target(net)
+    return target if target in net.latent else net.latent[0]
+
+
 def _target_select(net, key: str, label: str) -> str:
     options = list(net.latent)
     if key not in st.session_state or st.session_state[key] not in options:
-        st.session_state[key] = "lesion_site" if "lesion_site" in options else options[0]
+        st.session_state[key] = _default_target(net)
     return st.selectbox(label, options, key=key, format_func=ui.pretty)
 
 
