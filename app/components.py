@@ -1,11 +1,10 @@
 """Charts, tables and small display helpers (presentation only: numbers come from model/).
 
-The pure helpers (``pretty``, ``posterior_frame``, ``top_line``, ``graph_dot``) take plain pandas
+The pure helpers (``pretty``, ``posterior_rows``, ``top_line``, ``graph_dot``) take plain pandas
 objects and return plain values, so they are unit-testable without a running app.
 """
 from __future__ import annotations
 
-import html
 from typing import Mapping, Sequence
 
 import pandas as pd
@@ -50,11 +49,6 @@ def posterior_rows(post: pd.Series, before: pd.Series | None = None) -> list[dic
         rows.append({"state": s, "label": pretty(s), "p": p, "before": b, "change": None if b is None else p - b})
     rows.sort(key=lambda r: -r["p"])  # stable: ties keep the network's state order
     return rows
-
-
-def posterior_frame(post: pd.Series, before: pd.Series | None = None) -> pd.DataFrame:
-    """:func:`posterior_rows` as a DataFrame (columns state, label, p, before, change)."""
-    return pd.DataFrame(posterior_rows(post, before), columns=["state", "label", "p", "before", "change"])
 
 
 def top_line(target: str, post: pd.Series, before: pd.Series | None = None, k: int = 3) -> str:
@@ -265,7 +259,3 @@ def graph_dot(
             lines.append(f"  {_q(p)} -> {_q(v)};")
     lines.append("}")
     return "\n".join(lines)
-
-
-def escape(text: object) -> str:
-    return html.escape(str(text))

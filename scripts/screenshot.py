@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     case = pick_case(args.case)
 
-    from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: F401
+    from selenium.webdriver.support.ui import WebDriverWait
 
     with running_app() as url, chrome(width=args.width, height=1000) as driver:
         driver.get(url)
