@@ -13,6 +13,8 @@ def render(net) -> None:
     evidence = session.get(state.EVIDENCE) or {}
     st.title(f"Model: {net.name}")
     st.caption(ui.DISCLAIMER)
+    for notice in state.notices(session):
+        st.warning(notice, icon=":material/info:")
     k = net.knowledge
     meta = f"Version **{net.version or 'unversioned'}** · {len(net.variables)} variables · " \
            f"{net.model.number_of_edges()} arrows · {len(net.latent)} diagnostic targets"
