@@ -437,3 +437,20 @@ def test_empty_batch():
     res = eng.query({"xray": np.full((0, 2), 0.5)}, ["lung", "tub"])
     assert res.marginals["lung"].shape == (0, 2) and res.log_evidence.shape == (0,)
     assert eng.joint({"xray": np.full((0, 2), 0.5)}, "lung", "tub").shape == (0, 2, 2)
+
+
+def test_inputs_are_not_modified():
+    """Likelihood arrays passed in (even ones that become messages as they are) stay intact."""
+    model = example_model("alarm")
+    eng = engine_for("alarm")
+    lik = random_batch(eng, model, 30, seed=8)
+    lik["HISTORY"] = np.array([3.0, 0.5])  # a shared soft row
+    copies = {v: L.copy() for v, L in lik.items()}
+    eng.query(lik, eng.variables)
+    eng.joint(lik, "LVFAILURE", "HISTORY")
+    tables = {v: t.copy() for v, t in eng.tables.items()}
+    eng.query(lik, eng.variables[:3])
+    for v in lik:
+        np.testing.assert_array_equal(lik[v], copies[v])
+    for v in tables:
+        np.testing.assert_array_equal(eng.tables[v], tables[v])

@@ -279,5 +279,9 @@ def normalise(m: np.ndarray):
         tot = m.reshape(n, -1).sum(axis=1)  # one long inner loop per case
     else:
         tot = sum_axes(m, range(1, m.ndim))
-    safe = np.where(tot > 0, tot, 1.0)
-    return m / safe.reshape((n,) + (1,) * (m.ndim - 1)), tot
+    inv = 1.0 / np.where(tot > 0, tot, 1.0)
+    inv = inv.reshape((n,) + (1,) * (m.ndim - 1))
+    if m.flags.owndata and m.flags.writeable:  # a fresh result of ours: scale it in place
+        m *= inv
+        return m, tot
+    return m * inv, tot
