@@ -85,6 +85,14 @@ class FamilyMarginals:
                 for b in fam:
                     if a != b:
                         adj[a].add(b)
+        has_child = {p for v in self.variables for p in self.parents[v]}
+        # leaves with parents are absorbed: their evidence becomes a per-case gather from their
+        # table into the clique holding their parents (the parents stay married in the graph)
+        self.leaves = [v for v in self.variables if v not in has_child and self.parents[v]]
+        leafset = set(self.leaves)
+        for f in self.leaves:
+            for a in adj.pop(f):
+                adj[a].discard(f)
         logc = {v: math.log(self.cards[v]) for v in self.variables}
         cliques: list[frozenset] = []
         work = {v: set(n) for v, n in adj.items()}
@@ -142,10 +150,12 @@ class FamilyMarginals:
                     for u in self.order if self.parent[u] is not None}
         self.holder: dict[str, int] = {}
         for v in self.variables:
-            fam = {v, *self.parents[v]}
+            fam = set(self.parents[v]) if v in leafset else {v, *self.parents[v]}
             self.holder[v] = min((i for i in range(k) if fam <= set(self.scope[i])),
                                  key=lambda i: (self._size(self.scope[i]), i))
-        self.assigned = {u: [v for v in self.variables if self.holder[v] == u] for u in range(k)}
+        self.assigned = {u: [v for v in self.variables if self.holder[v] == u and v not in leafset] for u in range(k)}
+        self.hosted = {u: [v for v in self.leaves if self.holder[v] == u] for u in range(k)}
+        self.leaf_scope = {f: tuple(sorted(self.parents[f], key=self.rank.get)) for f in self.leaves}
         self.per_case = sum(self._size(s) for s in self.scope) + sum(self._size(s) for s in self.sep.values())
 
     def info(self) -> dict:
@@ -217,7 +227,8 @@ class FamilyMarginals:
         key = np.full((1, len(self.variables)), -1, dtype=np.int64)
         for x, c in fixed.items():
             key[0, self.rank[x]] = c
-        beliefs, logz = self._calibrate(first, [static[u].ravel()[first[u]["rows"]] for u in range(len(self.scope))], key)
+        beliefs, logz = self._calibrate(first, [static[u].ravel()[first[u]["rows"]] for u in range(len(self.scope))],
+                                        [{} for _ in self.scope], key)
         if not np.isfinite(logz[0]):
             return first
         return self._build_layout([first[u]["rows"][beliefs[u][:, 0] > 0] for u in range(len(self.scope))])
@@ -272,10 +283,39 @@ class FamilyMarginals:
                 fam[v] = csr_matrix((np.ones(lu["nnz"]), (fidx, np.arange(lu["nnz"]))),
                                     shape=(math.prod(fshape), lu["nnz"]))
             lu["family"] = fam
+            groups = {}
+            for f in self.hosted[u]:
+                sv = self.leaf_scope[f]
+                if sv not in groups:
+                    idx = dense_index(lu["conf"], scope, sv)
+                    keys, pos = np.unique(idx, return_inverse=True)
+                    groups[sv] = {"keys": keys, "pos": pos.ravel(), "leaves": [],
+                                  "sum": csr_matrix((np.ones(lu["nnz"]), (pos.ravel(), np.arange(lu["nnz"]))),
+                                                    shape=(len(keys), lu["nnz"]))}
+                    lu["per_case"] += len(keys)
+                g = groups[sv]
+                states = np.unravel_index(g["keys"], tuple(self.cards[x] for x in sv))
+                by_var = dict(zip(sv, states))
+                col = np.ravel_multi_index(tuple(by_var[p] for p in self.parents[f]),
+                                           tuple(self.cards[p] for p in self.parents[f]))
+                g["leaves"].append((f, col))
+            lu["leaf_groups"] = groups
+        return out
+
+    def _leaf_values(self, tables, lay) -> list[dict]:
+        """Per clique and leaf: the leaf's table on the parent configurations of the support,
+        ``(card, n_keys)``."""
+        out = []
+        for lu in lay:
+            vals = {}
+            for g in lu["leaf_groups"].values():
+                for f, col in g["leaves"]:
+                    vals[f] = np.ascontiguousarray(np.asarray(tables[f], dtype=np.float64).reshape(self.cards[f], -1)[:, col])
+            out.append(vals)
         return out
 
     # ------------------------------------------------------------------ propagation
-    def _calibrate(self, lay: list[dict], svals: list[np.ndarray], codes: np.ndarray):
+    def _calibrate(self, lay: list[dict], svals: list[np.ndarray], leafvals: list[dict], codes: np.ndarray):
         """Beliefs ``P(C | e)`` on each clique's support, shape ``(nnz, N)`` (cases last, so
         every numpy loop runs over cases), and ``log P(e)`` (N,) for one chunk of cases."""
         n = codes.shape[0]
@@ -293,6 +333,18 @@ class FamilyMarginals:
                         continue
                     lik = (col[None, :] == np.arange(self.cards[v])[:, None]) | (col[None, :] < 0)
                     p *= lik[lu["conf"][:, pos]]
+                for g in lu["leaf_groups"].values():
+                    lam = None
+                    for f, _ in g["leaves"]:
+                        col = codes[:, self.rank[f]]
+                        seen = col >= 0
+                        if not seen.any():
+                            continue
+                        vals = leafvals[u][f][np.where(seen, col, 0)].T  # (n_keys, n)
+                        vals = np.where(seen[None, :], vals, 1.0)
+                        lam = vals if lam is None else lam * vals
+                    if lam is not None:
+                        p *= lam[g["pos"]]
                 by_sep: dict[tuple, np.ndarray] = {}
                 for w in self.children[u]:
                     sv = self.sep[w]
@@ -353,7 +405,37 @@ class FamilyMarginals:
                 self._layouts[k] = self._layout(static, base, {x: c for x, c in zip(split, k) if c >= 0})
             lay = self._layouts[k]
             svals = [static[u].ravel()[lay[u]["rows"]] for u in range(len(self.scope))]
-            yield lay, svals, order[bounds[g]:bounds[g + 1]]
+            yield lay, (svals, self._leaf_values(tables, lay)), order[bounds[g]:bounds[g + 1]]
+
+    def _leaf_families(self, lay, vals, beliefs, codes, w=None):
+        """Leaf families from the host cliques' beliefs: ``P(f, pa | e) = 1[f = x] P(pa | e)`` when
+        ``f`` is recorded, ``theta(f | pa) P(pa | e)`` when not. With weights ``w``: the summed
+        counts ``(card, n_columns)``; without: per case ``(n, card, n_columns)``."""
+        out = {}
+        n = codes.shape[0]
+        for u, lu in enumerate(lay):
+            for g in lu["leaf_groups"].values():
+                post = np.asarray(g["sum"] @ beliefs[u])  # P(pa | e), (n_keys, n)
+                for f, col in g["leaves"]:
+                    card = self.cards[f]
+                    ncol = math.prod(self.cards[p] for p in self.parents[f])
+                    x = codes[:, self.rank[f]]
+                    seen = x >= 0
+                    theta = vals[u][f]  # (card, n_keys)
+                    if w is not None:
+                        onehot = np.zeros((card, n))
+                        onehot[x[seen], np.flatnonzero(seen)] = w[seen]
+                        part = onehot @ post.T + theta * (post @ np.where(seen, 0.0, w))[None, :]
+                        full = np.zeros((card, ncol))
+                        full[:, col] = part
+                        out[f] = full.ravel()
+                    else:
+                        per = np.where(seen[None, None, :], 0.0, theta[:, :, None] * post[None, :, :])
+                        per[x[seen], :, np.flatnonzero(seen)] = post[:, seen].T
+                        full = np.zeros((n, card, ncol))
+                        full[:, :, col] = per.transpose(2, 0, 1)
+                        out[f] = full
+        return out
 
     def family_marginals(self, tables: Mapping[str, np.ndarray], codes: np.ndarray,
                          budget: int = DEFAULT_BUDGET) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -365,16 +447,21 @@ class FamilyMarginals:
         n = codes.shape[0]
         out = {v: np.zeros((n, self.cards[v], *[self.cards[p] for p in self.parents[v]])) for v in self.variables}
         logp = np.empty(n)
-        for lay, svals, idx in self._groups(tables, codes):
+        leafset = set(self.leaves)
+        for lay, (svals, leafvals), idx in self._groups(tables, codes):
             step = max(1, budget // max(sum(lu["per_case"] for lu in lay), 1))
             for start in range(0, len(idx), step):
                 sel = idx[start:start + step]
-                beliefs, lz = self._calibrate(lay, svals, codes[sel])
+                beliefs, lz = self._calibrate(lay, svals, leafvals, codes[sel])
                 logp[sel] = lz
                 for v in self.variables:
+                    if v in leafset:
+                        continue
                     u = self.holder[v]
                     fam = np.asarray(lay[u]["family"][v] @ beliefs[u])  # (family size, n)
                     out[v][sel] = fam.T.reshape((len(sel), *out[v].shape[1:]))
+                for f, arr in self._leaf_families(lay, leafvals, beliefs, codes[sel]).items():
+                    out[f][sel] = arr.reshape((len(sel), *out[f].shape[1:]))
         return out, logp
 
     def expected_counts(self, tables: Mapping[str, np.ndarray], codes: np.ndarray,
@@ -395,17 +482,21 @@ class FamilyMarginals:
         sizes = {v: math.prod(self.cards[x] for x in (v, *self.parents[v])) for v in self.variables}
         logp = np.empty(n)
         tasks = []
-        for lay, svals, idx in self._groups(tables, codes):
+        for lay, vals, idx in self._groups(tables, codes):
             step = max(1, budget // max(sum(lu["per_case"] for lu in lay), 1))
             for start in range(0, len(idx), step):
-                tasks.append((lay, svals, idx[start:start + step]))
+                tasks.append((lay, vals, idx[start:start + step]))
+        leafset = set(self.leaves)
 
         def run(task):
-            lay, svals, sel = task
-            beliefs, lz = self._calibrate(lay, svals, codes[sel])
+            lay, (svals, leafvals), sel = task
+            sub = codes[sel]
+            beliefs, lz = self._calibrate(lay, svals, leafvals, sub)
             w = np.where(np.isfinite(lz), weights[sel], 0.0)
             clique_sums = {u: b @ w for u, b in beliefs.items()}
-            fam = {v: lay[self.holder[v]]["family"][v] @ clique_sums[self.holder[v]] for v in self.variables}
+            fam = {v: lay[self.holder[v]]["family"][v] @ clique_sums[self.holder[v]]
+                   for v in self.variables if v not in leafset}
+            fam.update(self._leaf_families(lay, leafvals, beliefs, sub, w))
             return sel, lz, fam
 
         threads = threads or min(2, os.cpu_count() or 1)
