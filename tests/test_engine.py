@@ -454,3 +454,13 @@ def test_inputs_are_not_modified():
         np.testing.assert_array_equal(lik[v], copies[v])
     for v in tables:
         np.testing.assert_array_equal(eng.tables[v], tables[v])
+
+
+def test_plan_cache_is_bounded():
+    eng = InferenceEngine.from_pgmpy(example_model("asia"), max_plans=2)
+    for t in ["lung", "tub", "bronc"]:
+        eng.query({"xray": np.array([1.0, 0.0])}, [t])
+    assert len(eng._plans) == 2
+    ref = InferenceEngine.from_pgmpy(example_model("asia")).query({"xray": np.array([1.0, 0.0])}, ["lung"])
+    np.testing.assert_allclose(eng.query({"xray": np.array([1.0, 0.0])}, ["lung"]).marginals["lung"],
+                               ref.marginals["lung"], atol=1e-15)

@@ -6,6 +6,7 @@ See the package docstring (:mod:`model.engine`) for the algorithm.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -59,10 +60,17 @@ class _Plan:
 
 
 class InferenceEngine:
-    """Exact batched inference on a discrete Bayesian network (see the package docstring of model.engine)."""
+    """Exact batched inference on a discrete Bayesian network.
+
+    See the package docstring of :mod:`model.engine` for the algorithm.  Plans are cached per
+    (evidence variables, targets), least recently used first out beyond ``max_plans``.  The
+    engine is not modified by queries other than through that cache, so one instance can be
+    shared (e.g. by every session of a Streamlit app).
+    """
 
     def __init__(self, variables, cards, parents, tables, *, max_chunk: int = DEFAULT_MAX_CHUNK,
-                 max_elements: int = DEFAULT_MAX_ELEMENTS, state_names=None):
+                 max_elements: int = DEFAULT_MAX_ELEMENTS, max_plans: int = 512,
+                 state_names=None):
         """variables: list[str] in topological order; cards: dict var->int; parents: dict
         var->list[str]; tables: dict var->array of shape ``(card[v], *[card[p] for p in
         parents[v]])``.  Tables are taken as given (the caller normalises)."""
@@ -86,7 +94,8 @@ class InferenceEngine:
                     raise ValueError(f"variables are not in topological order ({p!r} -> {v!r})")
         self.max_chunk = int(max_chunk)
         self.max_elements = int(max_elements)
-        self._plans: dict = {}
+        self.max_plans = int(max_plans)
+        self._plans: OrderedDict = OrderedDict()
 
     # ----------------------------------------------------------------------------------------
     @classmethod
@@ -108,6 +117,9 @@ class InferenceEngine:
 
     # ----------------------------------------------------------------------------------------
     def _compile(self, evidence: frozenset, targets: tuple, pair: tuple | None) -> _Plan:
+        """Compile a plan: prune, triangulate, build and root the junction forest, bound the
+        fan-out with helper nodes, assign factors, then compile every message (collect, then
+        distribute towards target holders), each holder's joint and each root's total."""
         keep = ancestral_set(set(evidence) | set(targets) | set(pair or ()), self.parents)
         nodes = [v for v in self.variables if v in keep]
         adj = moral_graph(nodes, self.parents)
@@ -304,7 +316,15 @@ class InferenceEngine:
         key = (evidence, targets, pair)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = self._compile(evidence, targets, pair)
+            plan = self._compile(evidence, targets, pair)
+            self._plans[key] = plan
+            while len(self._plans) > self.max_plans:
+                self._plans.popitem(last=False)
+        else:
+            try:
+                self._plans.move_to_end(key)
+            except KeyError:  # evicted meanwhile by another thread
+                pass
         return plan
 
     # ----------------------------------------------------------------------------------------
