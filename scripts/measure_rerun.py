@@ -131,6 +131,50 @@ def browser(net, section: str | None = None) -> list[float]:
     return out
 
 
+_MINIMAL_APP = """
+import streamlit as st
+v = st.pills("x", ["a", "b", "c"], key="finding_x")
+with st.container(key="posterior_panel"):
+    with st.container(key="posterior_lesion_type"):
+        st.markdown(f"**lesion type**: value {v}")
+    st.caption(f"Last change: x = {v}")
+"""
+
+
+def browser_baseline(n: int = 10) -> list[float]:
+    """The same in-page timing for a one-widget Streamlit app: Streamlit's and Chromium's own cost."""
+    import tempfile
+
+    import app_server
+    from app_server import chrome, running_app, wait_idle  # noqa: F401
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "minimal_app.py"
+        script.write_text(_MINIMAL_APP, encoding="utf-8")
+        saved, app_server.APP = app_server.APP, script
+        try:
+            out = []
+            with running_app() as url, chrome() as driver:
+                driver.get(url)
+                time.sleep(3)
+                for i in range(n):
+                    s = "abc"[i % 3]
+                    pill = next(b for b in driver.find_elements("css selector", ".st-key-finding_x button")
+                                if b.text == s)
+                    driver.execute_script(_OBSERVE, f"lesion type: value {s}", f"Last change: x = {s}", None)
+                    pill.click()
+                    deadline = time.monotonic() + 30
+                    while not driver.execute_script("return window.__lesionbn.t1 !== null"):
+                        if time.monotonic() > deadline:
+                            raise TimeoutError("the minimal app did not update")
+                        time.sleep(0.02)
+                    out.append(float(driver.execute_script("return window.__lesionbn.t1 - window.__lesionbn.t0")))
+                    time.sleep(0.3)
+            return out
+        finally:
+            app_server.APP = saved
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--changes", type=int, default=40)
@@ -151,6 +195,7 @@ def main(argv=None) -> int:
         for label, section in (("Next tests open", None), ("Why open", "Why")):
             ms = browser(net, section)
             print(f"Chromium, {label:15s} click -> posterior shown: {summary(ms)}")
+        print(f"Chromium, one-widget app (baseline):     {summary(browser_baseline())}")
     return 0
 
 
