@@ -74,7 +74,8 @@ def test_two_findings_in_a_real_browser():
     check_browser()  # fail fast, with the install command, before starting a server
     net = load_network()
     target = "lesion_type"
-    findings = [("Reflexes", "babinski", "present"), ("Reflexes", "reflexes_legs", "hyper")]
+    group_of = {v: g for g, vs in net.groups for v in vs}
+    findings = [(group_of[v], v, s) for v, s in (("babinski", "present"), ("reflexes_legs", "hyper"))]
 
     def leader(evidence) -> str:
         post = net.posterior(evidence, targets=[target])[target]
