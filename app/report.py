@@ -31,17 +31,44 @@ class ReportData:
     created: str
     findings: list[tuple[str, str, str]]            # (variable, state, description)
     posteriors: dict[str, list[tuple[str, float]]]  # target -> [(state, p)], most likely first
-    notes: list[str] = field(default_factory=list)
+    explanation: dict = field(default_factory=dict)  # hypothesis, weights of evidence, conflict
+    tests: list[dict] = field(default_factory=list)  # the best next tests for one target
 
     @classmethod
-    def build(cls, net, evidence: Mapping[str, str], posteriors: Mapping[str, pd.Series]) -> "ReportData":
+    def build(cls, net, evidence: Mapping[str, str], posteriors: Mapping[str, pd.Series],
+              explanation=None, recommendations: pd.DataFrame | None = None) -> "ReportData":
+        """Plain data for a report from what the model returned (``net.posterior``, and optionally
+        ``net.explain`` and ``net.recommend``)."""
         findings = [(v, str(s), net.description(v)) for v, s in evidence.items()]
         post = {
             t: [(str(k), float(p)) for k, p in s.sort_values(ascending=False, kind="stable").items()]
             for t, s in posteriors.items()
         }
         created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return cls(net.name, net.version, created, findings, post)
+        ex = {}
+        if explanation is not None:
+            ex = {
+                "target": explanation.target,
+                "hypothesis": explanation.hypothesis,
+                "probability": float(explanation.posterior[explanation.hypothesis]),
+                "rival": explanation.rival_label,
+                "conflicting": bool(explanation.conflicting),
+                "conflict_message": explanation.conflict_message,
+                "findings": [
+                    {"finding": str(f), "state": str(r["state"]), "woe": float(r["woe"]),
+                     "likelihood_ratio": float(r["likelihood_ratio"])}
+                    for f, r in explanation.findings.iterrows()
+                ],
+            }
+        tests = []
+        if recommendations is not None and not recommendations.empty:
+            target = recommendations.attrs.get("target", "")
+            for name, r in recommendations.iterrows():
+                tests.append({"test": str(r.get("label") or name), "target": str(target),
+                              "gain_bits": float(r["gain"]), "cost": float(r["cost"]),
+                              "invasiveness": str(r.get("invasiveness", "")),
+                              "time_to_result": str(r.get("time_to_result", ""))})
+        return cls(net.name, net.version, created, findings, post, ex, tests)
 
 
 def markdown(d: ReportData, top: int = 5) -> str:
@@ -58,6 +85,22 @@ def markdown(d: ReportData, top: int = 5) -> str:
         lines += [f"| {pretty(s)} | {pct(p)} |" for s, p in rows[:top]]
         if len(rows) > top:
             lines.append(f"| ({len(rows) - top} more) | {pct(sum(p for _, p in rows[top:]))} |")
+        lines.append("")
+    ex = d.explanation
+    if ex:
+        lines += ["## Why", "", f"Leading hypothesis: **{pretty(ex['target'])} = {pretty(ex['hypothesis'])}** "
+                  f"({pct(ex['probability'])}), against {pretty(ex['rival'])}.", ""]
+        if ex["findings"]:
+            lines += ["| finding | value | likelihood ratio | speaks |", "|---|---|---|---|"]
+            lines += [f"| {pretty(f['finding'])} | {pretty(f['state'])} | {f['likelihood_ratio']:.3g} | "
+                      f"{'for' if f['woe'] > 0 else 'against' if f['woe'] < 0 else 'neither'} |" for f in ex["findings"]]
+            lines.append("")
+        lines += [("**The findings conflict.** " if ex["conflicting"] else "") + ex["conflict_message"], ""]
+    if d.tests:
+        lines += [f"## Next tests for {pretty(d.tests[0]['target'])}", "",
+                  "| test | information gain | cost | invasiveness | time to result |", "|---|---|---|---|---|"]
+        lines += [f"| {t['test']} | {t['gain_bits']:.3f} bits | {t['cost']:g} | {t['invasiveness']} | "
+                  f"{t['time_to_result']} |" for t in d.tests]
         lines.append("")
     return "\n".join(lines)
 
@@ -86,6 +129,24 @@ def html(d: ReportData, top: int = 5) -> str:
         for s, p in rows[:top]:
             width = f"{max(0.0, min(1.0, p)) * 12:.2f}rem"
             parts.append(f"<tr><td>{e(pretty(s))}</td><td>{pct(p)}</td><td><span class='bar' style='width:{width}'></span></td></tr>")
+        parts.append("</table>")
+    ex = d.explanation
+    if ex:
+        parts.append(f"<h2>Why</h2><p>Leading hypothesis: <b>{e(pretty(ex['target']))} = {e(pretty(ex['hypothesis']))}"
+                     f"</b> ({pct(ex['probability'])}), against {e(pretty(ex['rival']))}.</p>")
+        if ex["findings"]:
+            parts.append("<table><tr><th>finding</th><th>value</th><th>likelihood ratio</th><th>speaks</th></tr>")
+            parts += [f"<tr><td>{e(pretty(f['finding']))}</td><td>{e(pretty(f['state']))}</td>"
+                      f"<td>{f['likelihood_ratio']:.3g}</td><td>{'for' if f['woe'] > 0 else 'against' if f['woe'] < 0 else 'neither'}"
+                      "</td></tr>" for f in ex["findings"]]
+            parts.append("</table>")
+        parts.append(f"<p class='note'>{'<b>The findings conflict.</b> ' if ex['conflicting'] else ''}"
+                     f"{e(ex['conflict_message'])}</p>")
+    if d.tests:
+        parts.append(f"<h2>Next tests for {e(pretty(d.tests[0]['target']))}</h2><table><tr><th>test</th>"
+                     "<th>information gain</th><th>cost</th><th>invasiveness</th><th>time to result</th></tr>")
+        parts += [f"<tr><td>{e(t['test'])}</td><td>{t['gain_bits']:.3f} bits</td><td>{t['cost']:g}</td>"
+                  f"<td>{e(t['invasiveness'])}</td><td>{e(t['time_to_result'])}</td></tr>" for t in d.tests]
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)

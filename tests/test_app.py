@@ -111,15 +111,22 @@ def test_set_evidence_records_previous_and_syncs_widgets():
 def test_reports_are_consistent(net):
     evidence = {"babinski": "present", "reflexes_legs": "hyper"}
     post = net.posterior(evidence)
-    data = report.ReportData.build(net, evidence, post)
+    ex = net.explain(evidence, target="lesion_type")
+    rec = net.recommend(evidence, target="lesion_type", k=3, preview=False)
+    data = report.ReportData.build(net, evidence, post, ex, rec)
     doc = json.loads(report.to_json(data))
     assert doc["evidence"] == evidence
     for t, s in post.items():
         assert doc["posteriors"][t] == pytest.approx({k: float(v) for k, v in s.items()})
+    assert doc["explanation"]["hypothesis"] == ex.hypothesis
+    assert {f["finding"]: f["likelihood_ratio"] for f in doc["explanation"]["findings"]} == pytest.approx(
+        ex.findings["likelihood_ratio"].to_dict())
+    assert [t["gain_bits"] for t in doc["tests"]] == pytest.approx(list(rec["gain"]))
     md, page = report.markdown(data), report.html(data)
     best = post["lesion_type"].idxmax()
     for text in (md, page):
         assert "not a diagnosis" in text and ui.pct(post["lesion_type"][best]) in text
+        assert str(rec["label"].iloc[0]) in text and ex.conflict_message.split(" ")[0] in text
     assert "<script" not in page and "http" not in page      # self-contained, nothing fetched
 
 

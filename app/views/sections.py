@@ -333,7 +333,8 @@ def share_and_report(net, targets) -> None:
         base = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", "")) if parts.netloc else ""
         st.code(f"{base}?{urlencode(params)}", language=None)
         st.caption("The address bar now holds this link too; it is cleared when the case changes.")
-    st.markdown("**Download a report.** It is generated only when you click, in memory; nothing is saved on the server.")
+    st.markdown("**Download a report** (findings, posteriors, the explanation and the best next tests). It is "
+                "generated only when you click, in memory; nothing is saved on the server.")
 
     evidence = dict(evidence)
     targets = list(targets)
@@ -341,7 +342,16 @@ def share_and_report(net, targets) -> None:
     def data():
         # runs later, outside the script run, when a download is clicked: no session state here
         post = net.posterior(evidence, targets=targets) if targets else {}
-        return report.ReportData.build(net, evidence, post)
+        target = _default_target(net)
+        ex = rec = None
+        try:
+            if evidence and hasattr(net, "explain"):
+                ex = net.explain(evidence, target=target)
+            if hasattr(net, "recommend"):
+                rec = net.recommend(evidence, target=target, k=5, preview=False)
+        except Exception:  # a report without these sections beats no report
+            pass
+        return report.ReportData.build(net, evidence, post, ex, rec)
 
     row = st.container(horizontal=True)
     row.download_button("Markdown", lambda: report.markdown(data()), file_name="lesionbn-case.md",
