@@ -177,6 +177,13 @@ def _row_stats(q: np.ndarray, q0: np.ndarray, lead0: np.ndarray, threshold: floa
     return kl, changed, qmax >= threshold - _TIE
 
 
+def leader(q: np.ndarray) -> int:
+    """Index of the leading state: the first whose probability is within ``_TIE`` of the
+    maximum, so that rounding noise between exact engines never decides a tie."""
+    q = np.asarray(q, dtype=float)
+    return int(np.flatnonzero(q >= q.max() - _TIE)[0])
+
+
 def _segment_sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
     if len(starts) == 0:
         return np.zeros(0)
@@ -271,7 +278,7 @@ def recommend(
 
         raise ImpossibleEvidenceError(_impossible_message(evidence))
     q0, p, q = q0s[0], ps[0], qs[0]
-    lead0 = int(np.argmax(q0))
+    lead0 = leader(q0)
     kl, changed, settled = _row_stats(q, q0[None, :], np.full(len(q), lead0), threshold)
     gain = _segment_sum(p * kl, seg)
     p_change = _segment_sum(p * changed, seg)
@@ -389,7 +396,7 @@ def _previews(net, evidence, cands, seg, p, q, lead0, tstates):
         for j, o in enumerate(c.outcomes):
             r = s + j
             qr = q[r]
-            lead = int(np.argmax(qr)) if qr[lead0] < qr.max() - _TIE else lead0
+            lead = leader(qr) if qr[lead0] < qr.max() - _TIE else lead0
             outcome = {v: names[i][o[i]] for i, v in enumerate(c.reveal)}
             rows.append(
                 {
@@ -467,7 +474,7 @@ def _lookahead(net, tname, base, cands, seg, p, q, threshold, rank_by, cost_weig
         sizes2 = np.array([len(c2.outcomes) for c2 in cands2], dtype=np.intp)
         seg2 = np.concatenate([[0], np.cumsum(sizes2)[:-1]]).astype(np.intp)
         for b, r in enumerate(rows):
-            kl, _, _ = _row_stats(q2[b], q1[b][None, :], np.full(q2.shape[1], int(np.argmax(q1[b]))), threshold)
+            kl, _, _ = _row_stats(q2[b], q1[b][None, :], np.full(q2.shape[1], leader(q1[b])), threshold)
             g2 = _segment_sum(p2[b] * kl, seg2)
             second[(i, r)] = list(zip(seconds, map(float, g2)))
 

@@ -65,7 +65,7 @@ def brute_stats(net, evidence, variables, target, threshold=0.9):
     m0, _ = brute_force(net.model, lik_of(net, evidence), [target])
     q0 = m0[target]
     h0 = -np.sum(q0[q0 > 0] * np.log2(q0[q0 > 0]))
-    lead0 = int(np.argmax(q0))
+    lead0 = int(np.flatnonzero(q0 >= q0.max() - 1e-12)[0])   # first state within 1e-12 of the max
     cond, change, thr = 0.0, 0.0, 0.0
     for _, p, q in brute_outcomes(net, evidence, variables, target):
         if p <= 0:
