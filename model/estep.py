@@ -45,6 +45,9 @@ DEFAULT_BUDGET = 1 << 24
 SPLIT_MIN_SUPPORT = 2000
 #: ... as long as that makes at most this many groups
 MAX_GROUPS = 256
+#: a childless clique whose per-case factors span at most 1/FAST_RATIO of its support is
+#: propagated as a matrix product instead of materialising its potential
+FAST_RATIO = 4
 
 
 def _letters(vs: Sequence[str], extra: Sequence[str] = ()) -> dict[str, str]:
@@ -231,7 +234,8 @@ class FamilyMarginals:
                                         [{} for _ in self.scope], key)
         if not np.isfinite(logz[0]):
             return first
-        return self._build_layout([first[u]["rows"][beliefs[u][:, 0] > 0] for u in range(len(self.scope))])
+        return self._build_layout([first[u]["rows"][self._dense(first, u, beliefs[u])[:, 0] > 0]
+                                   for u in range(len(self.scope))])
 
     def _build_layout(self, supports: list[np.ndarray]) -> list[dict]:
         """Index maps of a layout. A separator is indexed by the configurations present in the
@@ -300,7 +304,54 @@ class FamilyMarginals:
                                            tuple(self.cards[p] for p in self.parents[f]))
                 g["leaves"].append((f, col))
             lu["leaf_groups"] = groups
+            lu["fast"] = None
+            if par is not None and not self.children[u]:
+                # a clique without child cliques whose per-case factors (evidence, leaves) all live
+                # on a small sub-scope T: its message is one matrix product M @ E_T
+                tv = tuple(sorted({x for sv in groups for x in sv} | {v for v, _ in lu["evidence"]},
+                                  key=self.rank.get))
+                tkeys, tpos = np.unique(dense_index(lu["conf"], scope, tv), return_inverse=True)
+                tpos = tpos.ravel()
+                if len(tkeys) * FAST_RATIO <= lu["nnz"]:
+                    n_t = len(tkeys)
+                    for g in groups.values():
+                        tmap = np.zeros(n_t, dtype=np.intp)
+                        tmap[tpos] = g["pos"]
+                        a = np.zeros((len(g["keys"]), n_t))
+                        a[tmap, np.arange(n_t)] = 1.0
+                        g["tmap"], g["A"] = tmap, a
+                    evmap = {}
+                    for v, pos in lu["evidence"]:
+                        m = np.zeros(n_t, dtype=np.intp)
+                        m[tpos] = lu["conf"][:, pos]
+                        evmap[v] = m
+                    lu["fast"] = {"tpos": tpos, "n_t": n_t, "evmap": evmap,
+                                  "n_up": len(out[par]["keys"][self.sep[u]])}
         return out
+
+    # per-clique views of a belief (dense (nnz, n) array, or the factored form of a fast clique)
+    def _dense(self, lay, u, b):
+        if not isinstance(b, tuple):
+            return b
+        m, e, r, psi = b
+        r0 = np.concatenate([r, np.zeros((1, r.shape[1]))])
+        return psi[:, None] * e[lay[u]["fast"]["tpos"]] * r0[lay[u]["up_index"]]
+
+    def _belief_sum(self, lay, u, b, w):
+        """``sum_n w_n P(clique configuration k | e_n)`` over the support."""
+        if not isinstance(b, tuple):
+            return b @ w
+        m, e, r, psi = b
+        g = e @ (r * w[None, :]).T  # (n_t, n_up)
+        g = np.concatenate([g, np.zeros((g.shape[0], 1))], axis=1)
+        return psi * g[lay[u]["fast"]["tpos"], lay[u]["up_index"]]
+
+    def _group_post(self, lay, u, g, b):
+        """``P(leaf-group scope | e)`` per case, ``(n_keys, n)``."""
+        if not isinstance(b, tuple):
+            return np.asarray(g["sum"] @ b)
+        m, e, r, psi = b
+        return g["A"] @ (e * (m[:-1].T @ r))
 
     def _leaf_values(self, tables, lay) -> list[dict]:
         """Per clique and leaf: the leaf's table on the parent configurations of the support,
@@ -326,6 +377,28 @@ class FamilyMarginals:
         with np.errstate(divide="ignore", invalid="ignore"):
             for u in reversed(self.order):  # collect
                 lu = lay[u]
+                if lu["fast"] is not None:
+                    fa = lu["fast"]
+                    e = np.ones((fa["n_t"], n))
+                    for v, _ in lu["evidence"]:
+                        col = codes[:, self.rank[v]]
+                        if (col < 0).all():
+                            continue
+                        lik = (col[None, :] == np.arange(self.cards[v])[:, None]) | (col[None, :] < 0)
+                        e *= lik[fa["evmap"][v]]
+                    for g in lu["leaf_groups"].values():
+                        lam = self._leaf_lambda(g, leafvals[u], codes)
+                        if lam is not None:
+                            e *= lam[g["tmap"]]
+                    mm = np.zeros((fa["n_up"] + 1, fa["n_t"]))
+                    np.add.at(mm, (lu["up_index"], fa["tpos"]), svals[u])
+                    m = mm[:-1] @ e
+                    pot[u] = (mm, e, svals[u])
+                    z = m.sum(axis=0)
+                    logz += np.log(z)
+                    raw[u] = m
+                    msg[u] = m / np.where(z > 0, z, 1.0)
+                    continue
                 p = np.repeat(svals[u][:, None], n, axis=1)
                 for v, pos in lu["evidence"]:
                     col = codes[:, self.rank[v]]
@@ -334,15 +407,7 @@ class FamilyMarginals:
                     lik = (col[None, :] == np.arange(self.cards[v])[:, None]) | (col[None, :] < 0)
                     p *= lik[lu["conf"][:, pos]]
                 for g in lu["leaf_groups"].values():
-                    lam = None
-                    for f, _ in g["leaves"]:
-                        col = codes[:, self.rank[f]]
-                        seen = col >= 0
-                        if not seen.any():
-                            continue
-                        vals = leafvals[u][f][np.where(seen, col, 0)].T  # (n_keys, n)
-                        vals = np.where(seen[None, :], vals, 1.0)
-                        lam = vals if lam is None else lam * vals
+                    lam = self._leaf_lambda(g, leafvals[u], codes)
                     if lam is not None:
                         p *= lam[g["pos"]]
                 by_sep: dict[tuple, np.ndarray] = {}
@@ -373,10 +438,28 @@ class FamilyMarginals:
                     cache[(par, sv)] = np.asarray(lay[par]["sum"][sv] @ beliefs[par])
                 old = raw[u]
                 ratio = np.where(old > 0, cache[(par, sv)] / np.where(old > 0, old, 1.0), 0.0)
+                if isinstance(pot[u], tuple):
+                    mm, e, psi = pot[u]
+                    beliefs[u] = (mm, e, ratio, psi)
+                    continue
                 ratio = np.concatenate([ratio, np.zeros((1, n))])
                 beliefs[u] = pot[u] * ratio[lay[u]["up_index"]]
         logz[~np.isfinite(logz)] = -np.inf
         return beliefs, logz
+
+    def _leaf_lambda(self, g, vals, codes):
+        """Product over a leaf group of ``theta_f(x_f | pa)`` per case, ``(n_keys, n)`` (None if no
+        leaf of the group is recorded in these cases)."""
+        lam = None
+        for f, _ in g["leaves"]:
+            col = codes[:, self.rank[f]]
+            seen = col >= 0
+            if not seen.any():
+                continue
+            v = vals[f][np.where(seen, col, 0)].T  # (n_keys, n)
+            v = np.where(seen[None, :], v, 1.0)
+            lam = v if lam is None else lam * v
+        return lam
 
     def _groups(self, tables, codes):
         """Yield (layout, static values, case indices) per group of cases sharing the states of
@@ -415,7 +498,7 @@ class FamilyMarginals:
         n = codes.shape[0]
         for u, lu in enumerate(lay):
             for g in lu["leaf_groups"].values():
-                post = np.asarray(g["sum"] @ beliefs[u])  # P(pa | e), (n_keys, n)
+                post = self._group_post(lay, u, g, beliefs[u])  # P(pa | e), (n_keys, n)
                 for f, col in g["leaves"]:
                     card = self.cards[f]
                     ncol = math.prod(self.cards[p] for p in self.parents[f])
@@ -458,7 +541,7 @@ class FamilyMarginals:
                     if v in leafset:
                         continue
                     u = self.holder[v]
-                    fam = np.asarray(lay[u]["family"][v] @ beliefs[u])  # (family size, n)
+                    fam = np.asarray(lay[u]["family"][v] @ self._dense(lay, u, beliefs[u]))  # (family size, n)
                     out[v][sel] = fam.T.reshape((len(sel), *out[v].shape[1:]))
                 for f, arr in self._leaf_families(lay, leafvals, beliefs, codes[sel]).items():
                     out[f][sel] = arr.reshape((len(sel), *out[f].shape[1:]))
@@ -493,7 +576,7 @@ class FamilyMarginals:
             sub = codes[sel]
             beliefs, lz = self._calibrate(lay, svals, leafvals, sub)
             w = np.where(np.isfinite(lz), weights[sel], 0.0)
-            clique_sums = {u: b @ w for u, b in beliefs.items()}
+            clique_sums = {u: self._belief_sum(lay, u, b, w) for u, b in beliefs.items()}
             fam = {v: lay[self.holder[v]]["family"][v] @ clique_sums[self.holder[v]]
                    for v in self.variables if v not in leafset}
             fam.update(self._leaf_families(lay, leafvals, beliefs, sub, w))
@@ -501,21 +584,31 @@ class FamilyMarginals:
 
         threads = threads or min(2, os.cpu_count() or 1)
         sums = {v: np.zeros(sizes[v]) for v in self.variables}
-        if threads > 1 and len(tasks) > 1:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                results = pool.map(run, tasks)
-                for sel, lz, fam in results:
-                    logp[sel] = lz
-                    for v in self.variables:
-                        sums[v] += fam[v]
-        else:
-            for task in tasks:
-                sel, lz, fam = run(task)
-                logp[sel] = lz
-                for v in self.variables:
-                    sums[v] += fam[v]
+        # BLAS limited to one thread: its own threads would oversubscribe the cores (2-4x slower
+        # on the small matrix products here, measured)
+        with _single_blas_thread():
+            if threads > 1 and len(tasks) > 1:
+                with ThreadPoolExecutor(max_workers=threads) as pool:
+                    results = list(pool.map(run, tasks))
+            else:
+                results = [run(task) for task in tasks]
+        for sel, lz, fam in results:
+            logp[sel] = lz
+            for v in self.variables:
+                sums[v] += fam[v]
         counts = {v: sums[v].reshape((self.cards[v], *[self.cards[p] for p in self.parents[v]]))
                   for v in self.variables}
         ok = np.isfinite(logp)
         loglik = float(np.dot(weights[ok], logp[ok]))
         return counts, loglik, logp
+
+
+def _single_blas_thread():
+    """Limit BLAS to one thread while our own worker threads run (no-op without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")

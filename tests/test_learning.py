@@ -61,13 +61,15 @@ def _brute_family(net, tables, codes):
 
 # --------------------------------------------------------------------------- E-step
 
-@pytest.mark.parametrize("split", [False, True])
-def test_expected_counts_equal_brute_force(split, monkeypatch):
+@pytest.mark.parametrize("split,fast", [(False, False), (True, False), (False, True), (True, True)])
+def test_expected_counts_equal_brute_force(split, fast, monkeypatch):
     """Family posteriors and counts of the sparse junction tree equal full enumeration, with
-    structural zeros (impossible cases) and with the grouping of cases by split variables."""
+    structural zeros (impossible cases), with the grouping of cases by split variables, and with
+    childless cliques propagated as matrix products (forced on or off)."""
     if split:
         monkeypatch.setattr(estep_module, "SPLIT_MIN_SUPPORT", 0)
-    rng = np.random.default_rng(11 if split else 5)
+    monkeypatch.setattr(estep_module, "FAST_RATIO", 1 if fast else 10**9)
+    rng = np.random.default_rng(11 * split + 3 * fast + 5)
     for _ in range(12):
         model = random_network(rng, max_nodes=6, max_card=3, zero_prob=0.15)
         net = Network(knowledge_from_pgmpy(model, "random"))
