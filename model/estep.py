@@ -237,6 +237,21 @@ class FamilyMarginals:
         return self._build_layout([first[u]["rows"][self._dense(first, u, beliefs[u])[:, 0] > 0]
                                    for u in range(len(self.scope))])
 
+    def _restricted_layout(self, fixed: Mapping[str, int]) -> list[dict]:
+        """Layout on the prior support restricted to the ``fixed`` states of the split variables."""
+        rows = []
+        for u, scope in enumerate(self.scope):
+            r = self._prior_rows[u]
+            pos = [(i, fixed[x]) for i, x in enumerate(scope) if x in fixed]
+            if pos:
+                conf = np.unravel_index(r, tuple(self.cards[x] for x in scope))
+                keep = np.ones(len(r), dtype=bool)
+                for i, c in pos:
+                    keep &= conf[i] == c
+                r = r[keep]
+            rows.append(r)
+        return self._build_layout(rows)
+
     def _build_layout(self, supports: list[np.ndarray]) -> list[dict]:
         """Index maps of a layout. A separator is indexed by the configurations present in the
         *parent's* support (sorted dense indices, ``keys``); a child configuration whose
@@ -473,6 +488,9 @@ class FamilyMarginals:
             self._fingerprint = fingerprint
             self.split = self._split_variables(base, codes)
             self._split_set = set(self.split)
+            # configurations with positive prior probability (one propagation); each group of
+            # cases then keeps those that agree with its split states
+            self._prior_rows = [lu["rows"] for lu in self._layout(static, base, {})]
         split = [x for x in self.split]
         if split:
             keys, inverse = np.unique(codes[:, [self.rank[x] for x in split]], axis=0, return_inverse=True)
@@ -485,7 +503,7 @@ class FamilyMarginals:
             k = tuple(int(c) for c in key)
             # a split variable never recorded in the data is not split on
             if k not in self._layouts:
-                self._layouts[k] = self._layout(static, base, {x: c for x, c in zip(split, k) if c >= 0})
+                self._layouts[k] = self._restricted_layout({x: c for x, c in zip(split, k) if c >= 0})
             lay = self._layouts[k]
             svals = [static[u].ravel()[lay[u]["rows"]] for u in range(len(self.scope))]
             yield lay, (svals, self._leaf_values(tables, lay)), order[bounds[g]:bounds[g + 1]]
