@@ -60,6 +60,7 @@ cache), at most ``max_chunk`` cases.  Batches of 64+ cases run with BLAS pinned 
 (threadpoolctl): the products are small and many, and OpenBLAS threads only add contention.
 """
 
-from .core import DEFAULT_MAX_CHUNK, DEFAULT_MAX_ELEMENTS, EngineResult, InferenceEngine
+from .api import InferenceEngine
+from .core import DEFAULT_MAX_CHUNK, DEFAULT_MAX_ELEMENTS, EngineResult, JunctionTreeEngine
 
-__all__ = ["InferenceEngine", "EngineResult", "DEFAULT_MAX_CHUNK", "DEFAULT_MAX_ELEMENTS"]
+__all__ = ["InferenceEngine", "JunctionTreeEngine", "EngineResult", "DEFAULT_MAX_CHUNK", "DEFAULT_MAX_ELEMENTS"]

@@ -16,7 +16,7 @@ import opt_einsum as oe
 from .contraction import Contraction, blas_controller, normalise, sum_axes
 from .triangulate import ancestral_set, best_elimination, junction_forest, moral_graph
 
-__all__ = ["InferenceEngine", "EngineResult", "DEFAULT_MAX_CHUNK", "DEFAULT_MAX_ELEMENTS"]
+__all__ = ["JunctionTreeEngine", "EngineResult", "DEFAULT_MAX_CHUNK", "DEFAULT_MAX_ELEMENTS"]
 
 #: Batches of at least this many cases run with BLAS limited to one thread.
 _SINGLE_THREAD_FROM = 64
@@ -59,8 +59,9 @@ class _Plan:
     max_scope: int
 
 
-class InferenceEngine:
-    """Exact batched inference on a discrete Bayesian network.
+class JunctionTreeEngine:
+    """Exact batched inference on a discrete Bayesian network (junction forest, no merging;
+    :class:`model.engine.InferenceEngine` adds the support merge of :mod:`.support`).
 
     See the package docstring of :mod:`model.engine` for the algorithm.  Plans are cached per
     (evidence variables, targets), least recently used first out beyond ``max_plans``.  The
@@ -99,7 +100,7 @@ class InferenceEngine:
 
     # ----------------------------------------------------------------------------------------
     @classmethod
-    def from_pgmpy(cls, model, **kwargs) -> "InferenceEngine":
+    def from_pgmpy(cls, model, **kwargs) -> "JunctionTreeEngine":
         """Build an engine from a pgmpy ``DiscreteBayesianNetwork`` (tables as stored)."""
         import networkx as nx
 
