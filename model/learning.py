@@ -161,7 +161,7 @@ def fit(net, cases, prior_strength: float = 10.0, per_variable: Mapping[str, flo
     complete = bool((distinct >= 0).all())
     fm = FamilyMarginals(variables, cards, parents)
     # cases impossible under the expert network cannot be used (their E-step is undefined)
-    _, _, logp0 = fm.expected_counts(expert, distinct, weights)
+    counts0, ll0, logp0 = fm.expected_counts(expert, distinct, weights)  # impossible cases add nothing
     bad = ~np.isfinite(logp0)
     impossible: list[str] = []
     if bad.any():
@@ -186,7 +186,8 @@ def fit(net, cases, prior_strength: float = 10.0, per_variable: Mapping[str, flo
         for r in range(restarts + 1):
             start = expert if r == 0 else _perturb(expert, rng)
             desc = "EM" if restarts == 0 else f"EM run {r + 1}/{restarts + 1}"
-            runs.append(_em(fm, start, alpha, expert, distinct, weights, max_iter, tol, progress, desc))
+            runs.append(_em(fm, start, alpha, expert, distinct, weights, max_iter, tol, progress, desc,
+                            first=(counts0, ll0) if r == 0 else None))
         best = max(runs, key=lambda run: run[1][-1])
         restart_objs = [run[1][-1] for run in runs]
         method = "EM (missing values / latent variables)"
@@ -225,7 +226,7 @@ def _log_prior(tables, alpha) -> float:
     return total
 
 
-def _em(fm, start, alpha, expert, distinct, weights, max_iter, tol, progress, desc, accelerate=True):
+def _em(fm, start, alpha, expert, distinct, weights, max_iter, tol, progress, desc, accelerate=True, first=None):
     """EM with adaptive over-relaxation (Salakhutdinov & Roweis, 2003), kept monotone.
 
     Each iteration proposes ``theta + eta * (EM(theta) - theta)`` (rows that would leave the
@@ -238,7 +239,7 @@ def _em(fm, start, alpha, expert, distinct, weights, max_iter, tol, progress, de
 
     n = float(weights.sum())
     tables = {v: t.copy() for v, t in start.items()}
-    counts, ll, _ = fm.expected_counts(tables, distinct, weights)
+    counts, ll = first if first is not None else fm.expected_counts(tables, distinct, weights)[:2]
     obj = ll + _log_prior(tables, alpha)
     objective, loglik = [obj], [ll]
     converged = False
