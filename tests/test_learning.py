@@ -16,7 +16,7 @@ from model.cases import CASE_ID, decode, encode, read_cases, sample_codes, simul
 from model.estep import FamilyMarginals
 from model.io import knowledge_from_pgmpy
 from model.knowledge import from_tables, write_knowledge
-from model.learning import dm_logpmf, fit
+from model.learning import fit
 from model.network import Network
 
 
@@ -259,16 +259,9 @@ def test_prior_data_conflict_flags_rows_that_disagree(asia):
     agree = fit(asia, df, prior_strength=50, progress=False)
     row = agree.conflicts[agree.conflicts["variable"] == "smoke"].iloc[0]
     assert row["p_value"] > 0.01
-
-
-def test_dm_logpmf_matches_enumeration():
-    alpha = np.array([0.5, 2.0, 1.5])
-    m = 4
-    total = 0.0
-    for c in itertools.product(range(m + 1), repeat=3):
-        if sum(c) == m:
-            total += np.exp(dm_logpmf(np.array(c, float), alpha))
-    assert total == pytest.approx(1.0, abs=1e-12)
+    # data drawn from the expert network itself: (almost) nothing flagged, no tiny rows tested
+    assert agree.conflicts["flagged"].mean() <= 0.1
+    assert (agree.conflicts["expected_cases"] >= 5).all()
 
 
 # --------------------------------------------------------------------------- CLI
