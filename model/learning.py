@@ -385,14 +385,24 @@ def _deviance(counts: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return 2.0 * terms.sum(axis=-1)
 
 
+def _round_counts(counts: np.ndarray, total: int) -> np.ndarray:
+    """Integer counts summing to ``total``, proportional to ``counts`` (largest remainders)."""
+    scaled = counts * (total / counts.sum())
+    out = np.floor(scaled)
+    rest = int(total - out.sum())
+    if rest > 0:
+        out[np.argsort(-(scaled - out), kind="stable")[:rest]] += 1
+    return out
+
+
 def _conflicts(net, alpha, counts, rng, draws: int) -> pd.DataFrame:
     """Prior predictive check of each row's counts.
 
     Under the prior, a row's counts follow a Dirichlet-multinomial with the row's alpha. The
     statistic is the deviance of the counts from the expert row; the p-value is the share of
     simulated count vectors (same total) with a deviance at least as large. Expected counts from
-    EM are fractional, which makes the check conservative; rows informed by fewer than
-    :data:`CONFLICT_MIN_CASES` expected cases are not tested.
+    EM are fractional; they are rounded to integers (largest remainders) first. Rows informed by
+    fewer than :data:`CONFLICT_MIN_CASES` expected cases are not tested.
     """
     records = []
     for v in net.variables:
@@ -405,7 +415,7 @@ def _conflicts(net, alpha, counts, rng, draws: int) -> pd.DataFrame:
             if m[j] < CONFLICT_MIN_CASES or a[j].sum() <= 0:
                 continue
             mean = a[j] / a[j].sum()
-            t_obs = _deviance(n[j] * (mi[j] / m[j]), mean)
+            t_obs = _deviance(_round_counts(n[j], mi[j]), mean)
             g = rng.gamma(np.where(a[j] > 0, a[j], 1.0), size=(draws, a.shape[1])) * (a[j] > 0)
             p = g / g.sum(axis=1, keepdims=True)
             sims = rng.multinomial(mi[j], p)
