@@ -109,7 +109,7 @@ class FitResult:
 
 def fit(net, cases, prior_strength: float = 10.0, per_variable: Mapping[str, float] | None = None,
         max_iter: int = 200, tol: float = 1e-6, seed: int | None = None, restarts: int = 0,
-        progress: bool = True, conflict_draws: int = 2000) -> FitResult:
+        progress: bool = True, conflict_draws: int = 2000, accelerate: bool = True) -> FitResult:
     """Update ``net``'s tables from case data, with its current tables as a Dirichlet prior.
 
     Parameters
@@ -127,6 +127,8 @@ def fit(net, cases, prior_strength: float = 10.0, per_variable: Mapping[str, flo
     seed, restarts : ``restarts`` extra EM runs from random Dirichlet perturbations of the expert
         tables (seeded); the run with the best objective is kept.
     progress : show a tqdm progress bar on stderr.
+    accelerate : over-relaxed EM steps, kept only when the objective does not decrease (default);
+        ``False`` gives plain EM.
 
     Returns
     -------
@@ -189,7 +191,7 @@ def fit(net, cases, prior_strength: float = 10.0, per_variable: Mapping[str, flo
             start = expert if r == 0 else _perturb(expert, rng)
             desc = "EM" if restarts == 0 else f"EM run {r + 1}/{restarts + 1}"
             runs.append(_em(fm, start, alpha, expert, distinct, weights, max_iter, tol, progress, desc,
-                            first=(counts0, ll0) if r == 0 else None))
+                            accelerate=accelerate, first=(counts0, ll0) if r == 0 else None))
         best = max(runs, key=lambda run: run[1][-1])
         restart_objs = [run[1][-1] for run in runs]
         method = "EM (missing values / latent variables)"
