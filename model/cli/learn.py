@@ -1,7 +1,6 @@
 """``lesionbn simulate``, ``lesionbn validate``, ``lesionbn fit`` and ``lesionbn evaluate``."""
 from __future__ import annotations
 
-import sys
 
 from ..errors import CaseDataError
 from .common import add_network_argument, network_from
