@@ -67,9 +67,12 @@ def top_line(target: str, post: pd.Series, before: pd.Series | None = None, k: i
     return f"**{pretty(target)}**: " + " · ".join(parts)
 
 
-def posterior_chart(post: pd.Series, before: pd.Series | None = None, top: int = TOP_STATES) -> dict:
+def posterior_chart(post: pd.Series, before: pd.Series | None = None, top: int = TOP_STATES,
+                    interval: pd.DataFrame | None = None) -> dict:
     """A Vega-Lite spec (data inline) for ``st.vega_lite_chart``: horizontal bars, most likely
-    first, labelled with percentages; a grey tick marks the probability before the last change.
+    first, labelled with percentages; a grey tick marks the probability before the last change;
+    with ``interval`` (rows indexed by state with ``low`` and ``high``, from
+    ``net.posterior_intervals``) a black line spans each state's credible interval.
 
     (A plain spec rather than Altair: Altair's schema validation costs ~150 ms per chart.)
     """
@@ -77,7 +80,11 @@ def posterior_chart(post: pd.Series, before: pd.Series | None = None, top: int =
     for r in rows:
         c = r["change"]
         r["text"] = pct(r["p"]) + (f"  {points(c)}" if c is not None and abs(c) >= 0.0005 else "")
-        r["text_at"] = max(r["p"], r["before"] or 0.0)  # right of both the bar and the tick
+        r["low"] = r["high"] = None
+        if interval is not None and r["state"] in interval.index:
+            r["low"], r["high"] = float(interval.loc[r["state"], "low"]), float(interval.loc[r["state"], "high"])
+            r["text"] += f"  [{pct(r['low'])}, {pct(r['high'])}]"
+        r["text_at"] = max(r["p"], r["before"] or 0.0, r["high"] or 0.0)  # right of bar, tick and interval
     y = {"field": "label", "type": "nominal", "sort": [r["label"] for r in rows], "title": None,
          "axis": {"labelLimit": 220, "labelFontSize": 12}, "scale": {"paddingInner": 0.25}}
     layers = [
@@ -93,10 +100,14 @@ def posterior_chart(post: pd.Series, before: pd.Series | None = None, top: int =
     if before is not None:
         layers.append({"mark": {"type": "tick", "color": "#555555", "thickness": 2, "size": 18},
                        "encoding": {"y": y, "x": {"field": "before", "type": "quantitative"}}})
+    if interval is not None:
+        layers.append({"mark": {"type": "rule", "color": "#111111", "strokeWidth": 1.5},
+                       "encoding": {"y": y, "x": {"field": "low", "type": "quantitative"},
+                                    "x2": {"field": "high"}}})
     layers.append({"mark": {"type": "text", "align": "left", "dx": 5, "color": "#222222"},
                    "encoding": {"y": y, "x": {"field": "text_at", "type": "quantitative"},
                                 "text": {"field": "text", "type": "nominal"}}})
-    data = [{k: r[k] for k in ("label", "p", "before", "text", "text_at")} for r in rows]
+    data = [{k: r[k] for k in ("label", "p", "before", "text", "text_at", "low", "high")} for r in rows]
     return {"data": {"values": data}, "layer": layers, "height": {"step": 24},
             "config": {"view": {"stroke": None}}}
 

@@ -100,6 +100,14 @@ def posterior(net, evidence: Mapping[str, str], targets: Sequence[str]) -> dict:
     return _memo(st.session_state, key, lambda: net.posterior(dict(evidence), targets=list(targets)))
 
 
+def intervals(net, evidence: Mapping[str, str], targets: Sequence[str], n_samples: int = 100, level: float = 0.9):
+    """``net.posterior_intervals`` memoised per session: credible intervals of the posteriors
+    under Dirichlet uncertainty of the CPTs (seeded, so a rerun shows the same interval)."""
+    key = ("intervals", id(net), _ekey(evidence), tuple(targets), n_samples, level)
+    return _memo(st.session_state, key, lambda: net.posterior_intervals(
+        dict(evidence), targets=list(targets), n_samples=n_samples, level=level, seed=0))
+
+
 def is_possible(net, evidence: Mapping[str, str]) -> bool:
     """Whether ``evidence`` has non-zero probability under ``net``."""
     if not evidence:

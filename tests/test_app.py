@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -270,20 +268,6 @@ def test_why_section_shows_explanation_and_conflict(net):
     mpe = net.most_probable_explanation(ev, variables=net.latent, n=5)
     assert list(table["probability"]) == pytest.approx(list(mpe["probability"]))
     assert list(table[ui.pretty(net.latent[0])]) == [ui.pretty(x) for x in mpe[net.latent[0]]]
-
-
-def test_warm_rerun_is_fast(net):
-    """Re-render after a change of evidence (AppTest, warm). The 300 ms budget is measured by
-    scripts/measure_rerun.py on a quiet machine; here a loose bound catches regressions."""
-    at = fresh_app()
-    times = []
-    for v, s in [("babinski", "present"), ("reflexes_legs", "hyper"), ("tone", "spastic"), ("babinski", None),
-                 ("atrophy", "absent"), ("clonus", "present")]:
-        t0 = time.perf_counter()
-        at.pills(key=f"finding_{v}").set_value(s).run()
-        times.append(time.perf_counter() - t0)
-    assert not at.exception
-    assert statistics.median(times) < 2.0, times
 
 
 def test_model_page_renders(net):

@@ -104,11 +104,22 @@ def posterior_panel(net, targets: list[str]) -> None:
         st.caption(f"Last change: **{session[state.LAST_CHANGE]}**.")
     else:
         st.caption("Prior probabilities (no findings yet)." if not evidence else "Posterior given the findings.")
+    show_ci = st.toggle(
+        "Show 90% credible intervals", key="show_intervals",
+        help="How uncertain each probability is because the model's own numbers are uncertain: the "
+        "network's tables are resampled 100 times from Dirichlet distributions centred on them "
+        "(prior strength 20 cases per row) and the 5th-95th percentiles of the posterior are drawn "
+        "as black lines.")
+    ci = None
+    if show_ci:
+        with st.spinner("Resampling the model's tables (100 networks)..."):
+            ci = resources.intervals(net, evidence, targets)
     for t in targets:
         b = before[t] if before is not None else None
+        interval = ci[ci["target"] == t].set_index("state") if ci is not None else None
         with st.container(key=f"posterior_{t}"):
             st.markdown(ui.top_line(t, post[t], b))
-            st.vega_lite_chart(spec=ui.posterior_chart(post[t], b), width="stretch")
+            st.vega_lite_chart(spec=ui.posterior_chart(post[t], b, interval=interval), width="stretch")
             rest = ui.rest_caption(post[t])
             if rest:
                 st.caption(rest)
