@@ -179,7 +179,9 @@ def _sweep_dask(net, items, analysis, scheduler, chunk_size, options) -> pd.Data
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         size = chunk_size or max(1, math.ceil(len(items) / (4 * n_workers)))
         chunks = [items[i:i + size] for i in range(0, len(items), size)]
-        net_f = client.scatter(_portable(net), broadcast=True)
+        # hash=False: a fresh key per sweep. A content-hashed key is shared with other clients of
+        # the cluster, and one of them closing releases it under the others ("lost dependencies").
+        net_f = client.scatter(_portable(net), broadcast=True, hash=False)
         futures = [client.submit(_run_chunk, net_f, analysis, c, options, pure=False) for c in chunks]
         parts = client.gather(futures)
     finally:
