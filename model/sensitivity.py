@@ -504,12 +504,15 @@ def tornado_plot(table: pd.DataFrame, top: int = 15, ax=None):
     """Horizontal tornado chart of :func:`parameter_sensitivity` output (top ``top`` rows)."""
     import matplotlib.pyplot as plt
 
+    import textwrap
+
     df = table.head(top).iloc[::-1]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.35 * len(df) + 1.5))
     p0 = table.attrs.get("posterior", float(df.posterior.iloc[0]) if len(df) else 0.0)
-    labels = [f"P({r.variable}={r.state}" + (f" | {r.parent_config})" if r.parent_config else ")")
-              + f" = {r.theta:.3g}" for r in df.itertuples()]
+    labels = [textwrap.fill(f"P({r.variable}={r.state}" + (f" | {r.parent_config})" if r.parent_config else ")")
+                            + f" = {r.theta:.3g}", 48, subsequent_indent="    ") for r in df.itertuples()]
+    if ax is None:
+        lines = sum(label.count("\n") + 1 for label in labels)
+        _, ax = plt.subplots(figsize=(10, 0.22 * lines + 0.25 * len(df) + 1.5))
     y = np.arange(len(df))
     lo = np.minimum(df.p_low, df.p_high)
     hi = np.maximum(df.p_low, df.p_high)
