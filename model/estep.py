@@ -38,6 +38,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .engine.triangulate import elimination_cliques
+
 #: elements (float64) of all clique potentials of one chunk
 DEFAULT_BUDGET = 1 << 24
 #: cases are grouped by the recorded states of the variables in cliques whose support is larger
@@ -96,22 +98,8 @@ class FamilyMarginals:
         for f in self.leaves:
             for a in adj.pop(f):
                 adj[a].discard(f)
-        logc = {v: math.log(self.cards[v]) for v in self.variables}
-        cliques: list[frozenset] = []
-        work = {v: set(n) for v, n in adj.items()}
-        while work:
-            best, best_key = None, None
-            for v, nb in work.items():
-                nbl = list(nb)
-                fill = sum(1 for i, a in enumerate(nbl) for b in nbl[i + 1:] if b not in work[a])
-                key = (fill, logc[v] + sum(logc[u] for u in nb), self.rank[v])
-                if best_key is None or key < best_key:
-                    best, best_key = v, key
-            nb = work.pop(best)
-            for a in nb:
-                work[a].discard(best)
-                work[a].update(nb - {a})
-            cliques.append(frozenset(nb | {best}))
+        # the engine's greedy min-fill elimination (ties: smallest clique, then network order)
+        cliques = [c for _, c in elimination_cliques(adj, self.cards, self.rank, "min_fill")]
         maximal = []
         for c in sorted(set(cliques), key=lambda c: (-len(c), sorted(self.rank[v] for v in c))):
             if not any(c <= m for m in maximal):
