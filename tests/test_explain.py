@@ -2,28 +2,20 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import brute_force, random_network
+from helpers import brute_force, one_hot, random_network
 from model import Network
 from model.errors import EvidenceError, ImpossibleEvidenceError
 from model.explain import explain, most_probable_explanation
 from model.io import knowledge_from_pgmpy
 
-DEFAULT_FILE = Path(__file__).resolve().parent.parent / "data" / "motor_lesion.yaml"
-needs_default = pytest.mark.skipif(
-    not DEFAULT_FILE.exists(), reason="data/motor_lesion.yaml (the default network) has not landed yet")
 
 
-def one_hot(card, k):
-    v = np.zeros(card)
-    v[k] = 1.0
-    return v
 
 
 def log_p(net, lik, target=None, states=()):
@@ -173,7 +165,6 @@ def test_network_methods_delegate():
     assert mp.iloc[0]["A"] == "1" and mp.iloc[0]["C"] == "0"
 
 
-@needs_default
 def test_default_network_umn_signs_speak_for_umn():
     from model import load_network
 

@@ -2,31 +2,23 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import brute_force, random_network
+from helpers import brute_force, one_hot, random_network
 from model import Network
 from model.errors import EvidenceError, ImpossibleEvidenceError
 from model.io import knowledge_from_pgmpy
 from model.knowledge import TestGroup as Group
 from model.recommend import outcome_table, recommend
 
-DEFAULT_FILE = Path(__file__).resolve().parent.parent / "data" / "motor_lesion.yaml"
-needs_default = pytest.mark.skipif(
-    not DEFAULT_FILE.exists(), reason="data/motor_lesion.yaml (the default network) has not landed yet")
 
 
 # ----------------------------------------------------------------------------- brute force
 
-def one_hot(card, k):
-    v = np.zeros(card)
-    v[k] = 1.0
-    return v
 
 
 def lik_of(net, evidence):
@@ -304,7 +296,6 @@ def _find(net, *words):
     return [t.name for t in net.tests if any(w in (t.name + " " + t.label).lower() for w in words)]
 
 
-@needs_default
 def test_default_cord_lesion_mri_spine_before_emg(default_net):
     ev = {"onset_tempo": "acute", "time_since_onset": "lt_3d", "weakness_topography": "both_legs",
           "reflexes_legs": "absent", "tone": "flaccid", "sensory_loss": "sensory_level"}
@@ -315,7 +306,6 @@ def test_default_cord_lesion_mri_spine_before_emg(default_net):
     assert _rank(rec, mri) < _rank(rec, emg), rec[["gain", "cost", "score", "rank"]]
 
 
-@needs_default
 def test_default_myasthenia_serology_or_rns_before_mri_brain(default_net):
     ev = {"weakness_pattern": "fatigable", "ocular_ptosis_diplopia": "present", "bulbar_signs": "fatigable"}
     rec = recommend(default_net, ev, target="disease", k=None)
