@@ -53,6 +53,7 @@ def test_hard_evidence_matches_variable_elimination(name, n_sets, n_targets):
     eng = engine_for(name)
     rng = np.random.default_rng(sum(map(ord, name)))
     cases = sample_cases(model, n_sets, seed=7)
+    checks = []
     for k in range(n_sets):
         n_obs = int(rng.integers(1, max(2, len(eng.variables) // 3)))
         obs = list(rng.choice(eng.variables, size=n_obs, replace=False))
@@ -61,12 +62,22 @@ def test_hard_evidence_matches_variable_elimination(name, n_sets, n_targets):
         free = [v for v in eng.variables if v not in ev]
         targets = list(rng.choice(free, size=min(n_targets, len(free)), replace=False))
         targets.append(obs[0])  # an observed target: its posterior is the one-hot
-        res = eng.query(lik, targets)
+        res = eng.query(lik, targets)  # one case: the single-case plan
         assert res.possible.tolist() == [True]
-        for t in targets[:-1]:
-            ref = ve_posterior(model, ev, t)
+        refs = {t: ve_posterior(model, ev, t) for t in targets[:-1]}
+        for t, ref in refs.items():
             np.testing.assert_allclose(res.marginals[t][0], ref, atol=TOL, rtol=0)
         np.testing.assert_allclose(res.marginals[obs[0]][0], lik[obs[0]], atol=TOL, rtol=0)
+        checks.append((lik, refs))
+    # the same cases as one batch (the batched plan; unobserved = all-ones rows)
+    union = sorted({v for lik, _ in checks for v in lik})
+    batch = {v: np.stack([lik.get(v, np.ones(eng.cards[v])) for lik, _ in checks]) for v in union}
+    targets = sorted({t for _, refs in checks for t in refs})
+    res = eng.query(batch, targets)
+    assert res.possible.all()
+    for i, (_, refs) in enumerate(checks):
+        for t, ref in refs.items():
+            np.testing.assert_allclose(res.marginals[t][i], ref, atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["asia", "alarm", "child", "insurance"])
@@ -86,10 +97,13 @@ def test_soft_evidence_matches_variable_elimination(name):
         free = [v for v in eng.variables if v not in obs]
         targets = list(rng.choice(free, size=4, replace=False))
         res = eng.query(lik, targets)
+        batch = eng.query({v: np.stack([L, np.ones_like(L), L]) for v, L in lik.items()}, targets)
         for t in targets:
             f = ve.query([t], virtual_evidence=virtual, show_progress=False)
             ref = np.array([f.get_value(**{t: s}) for s in eng.state_names[t]])
             np.testing.assert_allclose(res.marginals[t][0], ref, atol=TOL, rtol=0)
+            np.testing.assert_allclose(batch.marginals[t][0], ref, atol=TOL, rtol=0)
+            np.testing.assert_allclose(batch.marginals[t][2], ref, atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["alarm", "child", "insurance"])
@@ -215,11 +229,15 @@ def test_all_ones_rows_mean_unobserved():
 
 def test_plans_are_cached():
     eng = InferenceEngine.from_pgmpy(example_model("asia"))
-    eng.query({"xray": np.array([[1.0, 0.0]])}, ["lung"])
-    eng.query({"xray": np.array([[0.0, 1.0], [1.0, 0.0]])}, ["lung"])
+    eng.query({"xray": np.array([[1.0, 0.0], [0.0, 1.0]])}, ["lung"])
+    eng.query({"xray": np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])}, ["lung"])
     assert len(eng._plans) == 1
-    eng.query({"xray": np.array([[1.0, 0.0]])}, ["lung", "tub"])
+    eng.query({"xray": np.array([[1.0, 0.0], [0.0, 1.0]])}, ["lung", "tub"])
     assert len(eng._plans) == 2
+    # one case runs on its own (single-case) plan, cached the same way
+    eng.query({"xray": np.array([1.0, 0.0])}, ["lung"])
+    eng.query({"xray": np.array([0.0, 1.0])}, ["lung"])
+    assert len(eng._plans) == 3
 
 
 # ------------------------------------------------------------------------------------------
@@ -250,19 +268,22 @@ def network_and_evidence(draw):
 def test_random_networks_match_brute_force(data):
     model, lik, targets = data
     eng = InferenceEngine.from_pgmpy(model)
-    res = eng.query(lik, targets)
     ref, ref_logz = brute_force(model, lik, targets)
-    if ref_logz == -np.inf:
-        assert res.possible.tolist() == [False]
-        assert res.log_evidence[0] == -np.inf
-        for t in targets:
-            assert np.isnan(res.marginals[t]).all()
-        return
-    assert res.possible.tolist() == [True]
-    assert res.log_evidence[0] == pytest.approx(ref_logz, abs=1e-9)
-    for t in targets:
-        np.testing.assert_allclose(res.marginals[t][0], ref[t], atol=TOL, rtol=0)
-        assert res.marginals[t][0].sum() == pytest.approx(1.0, abs=1e-12)
+    single = eng.query(lik, targets)  # the single-case plan
+    batch = eng.query({v: np.stack([L, L]) for v, L in lik.items()}, targets, n_cases=2)
+    for res, rows in ((single, [0]), (batch, [0, 1])):
+        if ref_logz == -np.inf:
+            assert not res.possible.any()
+            assert (res.log_evidence == -np.inf).all()
+            for t in targets:
+                assert np.isnan(res.marginals[t]).all()
+            continue
+        assert res.possible.all()
+        for i in rows:
+            assert res.log_evidence[i] == pytest.approx(ref_logz, abs=1e-9)
+            for t in targets:
+                np.testing.assert_allclose(res.marginals[t][i], ref[t], atol=TOL, rtol=0)
+                assert res.marginals[t][i].sum() == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -464,3 +485,48 @@ def test_plan_cache_is_bounded():
     ref = InferenceEngine.from_pgmpy(example_model("asia")).query({"xray": np.array([1.0, 0.0])}, ["lung"])
     np.testing.assert_allclose(eng.query({"xray": np.array([1.0, 0.0])}, ["lung"]).marginals["lung"],
                                ref.marginals["lung"], atol=1e-15)
+
+
+def test_default_network_matches_variable_elimination():
+    """The project's own network, one case at a time and as a batch, against pgmpy VE."""
+    from model import load_network
+
+    net = load_network()
+    model = net.model
+    eng = InferenceEngine.from_pgmpy(model)
+    rng = np.random.default_rng(21)
+    cases = sample_cases(model, 6, seed=13)
+    checks = []
+    for k in range(len(cases)):
+        obs = [v for v in net.observable if rng.random() < 0.3]
+        ev = {v: cases.iloc[k][v] for v in obs}
+        lik = {v: hard_lik(eng, v, s) for v, s in ev.items()}
+        targets = list(net.latent) + [v for v in net.observable if v not in ev][:2]
+        res = eng.query(lik, targets)
+        assert res.possible.tolist() == [True]
+        refs = {t: ve_posterior(model, ev, t) for t in targets}
+        for t, ref in refs.items():
+            np.testing.assert_allclose(res.marginals[t][0], ref, atol=TOL, rtol=0)
+        checks.append((lik, refs))
+    batch = {v: np.stack([lik.get(v, np.ones(eng.cards[v])) for lik, _ in checks])
+             for v in net.observable}
+    targets = sorted({t for _, refs in checks for t in refs})
+    res = eng.query(batch, targets)
+    for i, (_, refs) in enumerate(checks):
+        for t, ref in refs.items():
+            np.testing.assert_allclose(res.marginals[t][i], ref, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_subnormal_likelihoods_give_the_same_posterior_as_scaled_ones(n):
+    """Posteriors do not change when a likelihood is scaled, even down to subnormal numbers."""
+    eng = engine_for("asia")
+    tiny = {"xray": np.array([0.0, 1.1e-308]), "dysp": np.array([3e-310, 1e-309])}
+    scaled = {"xray": np.array([0.0, 1.0]), "dysp": np.array([0.3, 1.0])}
+
+    def ask(lik):
+        return eng.query({v: np.tile(L, (n, 1)) for v, L in lik.items()}, ["lung", "tub", "smoke"])
+    a, b = ask(tiny), ask(scaled)
+    assert a.possible.all()
+    for t in ("lung", "tub", "smoke"):
+        np.testing.assert_allclose(a.marginals[t], b.marginals[t], atol=1e-12)

@@ -1,39 +1,36 @@
 """Batched tensor contractions: the numeric kernels of the engine.
 
-A :class:`Contraction` is one einsum whose operands are static tables (no batch axis) or
-per-case arrays (batch axis first).  It is compiled once: opt_einsum picks the pairwise order
-from the shapes (with a nominal batch size; the order is reused for any batch size), and each
-pairwise step is mapped to the cheapest numpy kernel for its index pattern:
+A :class:`Contraction` is one sum of products whose operands are static tables (no batch
+axis) or per-case arrays.  **Per-case arrays keep the batch axis last**: ``(*vars, N)``.  Every
+elementwise product then runs numpy's inner loop along the N cases (long, contiguous,
+vectorised) whatever the shape of the clique, a static table broadcasts as one scalar per
+inner loop, summing a variable adds contiguous slabs, and a static table times a per-case
+array summed over shared variables is one matrix product ``T (A x K) @ X (K x B*N)`` (BLAS
+gemm, stacked over shared kept variables when there are any).  With the batch axis first,
+the inner loops ran along 2-7 states and the same contractions were 3-5x slower.
 
-* *absorb* - one operand's labels are a subset of the other's: multiply in the larger
-  operand's memory layout (the smaller one becomes a broadcast view), then sum the labels not
-  kept.  No copy of the large operand;
-* *outer* - nothing is summed: a broadcast product of two views, written batch-first;
-* *matmul* - otherwise: labels are split into H (stacked, e.g. the batch axis), A, K (summed)
-  and B, and the step is one stacked ``numpy.matmul`` of (H, A, K) by (H, K, B) (BLAS gemm
-  when H is empty, e.g. a leaf finding's message ``L @ P(f | parents)``).
-
-Every step writes its result in its natural order and records it, so the next step needs no
-transpose unless its kernel does; the batch axis is kept first throughout.  Reductions over
-short axes are done by adding slices (:func:`sum_axes`), which numpy's reduce does 5-30x
-slower.  ``numpy.einsum``'s generic loop, which these kernels replace, was 2-10x slower on
-batched small cliques.
+The pairwise order is chosen at compile time by dynamic programming over subsets of the
+operands (greedy beyond ``_DP_MAX`` operands) with a cost model of these kernels: an
+elementwise product costs one unit per element of the product (plus half a unit when
+something is summed from it), a matrix product ``1/_GEMM_SPEEDUP`` unit per multiply-add plus
+the elements it reads and writes, and products of static tables cost nothing (they are
+computed once, when the contraction is compiled).
 """
 
 from __future__ import annotations
 
 import math
+from itertools import combinations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import opt_einsum as oe
 
-__all__ = ["Contraction", "sum_axes", "normalise", "blas_controller"]
+__all__ = ["Contraction", "normalise", "blas_controller"]
 
-#: Batch size used to choose contraction orders (the order is reused for any batch size).
-_NOMINAL_BATCH = 1024
-#: Axes up to this length are summed by adding slices (see sum_axes).
-_SLICE_SUM_MAX = 4
+#: a multiply-add inside BLAS gemm is about this many times cheaper than one elementwise op
+_GEMM_SPEEDUP = 8.0
+#: exact (subset dynamic programming) path search up to this many operands, greedy beyond
+_DP_MAX = 9
 _CONTROLLER: list = []
 
 
@@ -49,239 +46,299 @@ def blas_controller():
     return _CONTROLLER[0]
 
 
+class _Op:
+    """An operand during compilation: its labels (axis order), static value, source index."""
+
+    __slots__ = ("labels", "static", "src")
+
+    def __init__(self, labels, static=None, src=None):
+        self.labels = tuple(labels)
+        self.static = static  # ndarray for static operands, else None
+        self.src = src  # index into the runtime operand list, for per-case leaves
+
 
 class Contraction:
-    """One einsum over a batch, compiled into pairwise numpy steps.
+    """One sum of products over a batch, compiled into numpy steps.
 
-    ``inputs`` is a list of ``(source, vars)``; ``source`` is ``("static", array)`` (no batch
-    axis), ``("lik", var)`` or ``("msg", edge)`` (both ``(N, ...)`` arrays found at run time).
-    The output is ``(N, *out_vars)``; with ``keep_layout`` it is ``(N, *out_layout)``, the
-    same variables in whatever order the last step produced (saves a transpose, and keeps
-    messages contiguous so that they are cheap to normalise).
+    ``inputs`` is a list of ``(source, vars)``; ``source`` is ``("static", array)`` (an array
+    of shape ``cards of vars``), ``("lik", var)`` or ``("msg", key)`` (per-case arrays of shape
+    ``(*cards of vars, N)``, found at run time in the ``lik`` and ``msgs`` mappings).  The
+    result has shape ``(*cards of out_layout, N)``; ``out_layout`` is ``out_vars`` unless
+    ``keep_layout`` is set, in which case it is whatever order the last step produced (it
+    saves a transpose; consumers read ``out_layout``).
     """
 
     def __init__(self, inputs, out_vars, cards, keep_layout: bool = False):
-        letters: dict[Any, str] = {None: oe.get_symbol(0)}  # None = batch axis
-        for _, vs in inputs:
-            for v in vs:
-                letters.setdefault(v, oe.get_symbol(len(letters)))
-        for v in out_vars:
-            letters.setdefault(v, oe.get_symbol(len(letters)))
-        if len(letters) > 52:
-            raise ValueError("clique too large for einsum subscripts")
-        present = {v for _, vs in inputs for v in vs}
-        inputs = list(inputs)
+        self.cards = cards
+        out_vars = tuple(out_vars)
+        ops: list[_Op] = []
+        self.sources: list[tuple[str, Any]] = []
+        for src, vs in inputs:
+            vs = tuple(vs)
+            if src[0] == "static":
+                arr = np.asarray(src[1], dtype=np.float64)
+                ops.append(_Op(vs, static=arr))
+            else:
+                ops.append(_Op(vs, src=len(self.sources)))
+                self.sources.append(src)
+        present = {v for op in ops for v in op.labels}
         for v in out_vars:  # output variables no factor mentions: the result is flat along them
             if v not in present:
-                inputs.append((("static", np.ones(cards[v])), (v,)))
-        self.batched = any(src[0] != "static" for src, _ in inputs)
-        subs, shapes = [], []
-        for src, vs in inputs:
-            s = "".join(letters[v] for v in vs)
-            shp = tuple(cards[v] for v in vs)
-            if src[0] != "static":
-                s, shp = letters[None] + s, (_NOMINAL_BATCH, *shp)
-            subs.append(s)
-            shapes.append(shp)
-        out = "".join(letters[v] for v in out_vars)
-        if self.batched:
-            out = letters[None] + out
-        self.sources = [src for src, _ in inputs]
-        self.out_vars = tuple(out_vars)
-        eq = ",".join(subs) + "->" + out
-        _, info = oe.contract_path(eq, *shapes, shapes=True, optimize="auto")
-        self.largest = int(info.largest_intermediate) // (_NOMINAL_BATCH if self.batched else 1)
-        # Follow the path, tracking the actual axis order of every intermediate: each step
-        # writes its result in whatever order is cheapest for it, and only the final result
-        # is transposed to the requested order.
-        sizes = {c: (_NOMINAL_BATCH if c == letters[None] else cards[v])
-                 for v, c in letters.items() if v is None or v in cards}
-        layouts = list(subs)
-        self.steps = []
-        for inds, _, step_eq, _, _ in info.contraction_list:
-            ins = [layouts.pop(i) for i in inds]
-            want = step_eq.split("->")[1]
-            fn, lay = self._compile_step(ins, want, letters[None], sizes)
-            self.steps.append((tuple(inds), fn))
-            layouts.append(lay)
-        final = layouts[0]
-        if keep_layout:
-            target = (letters[None] if self.batched else "") + "".join(
-                c for c in final if c != letters[None])
+                ops.append(_Op((v,), static=np.ones(cards[v])))
+        if not ops:
+            ops.append(_Op((), static=np.ones(())))
+        self.batched = bool(self.sources)
+        self.largest = 1
+        self.steps: list = []  # (kind, fn, arg slots, result slot)
+        self._n_slots = len(self.sources)
+        tree = _best_tree([set(op.labels) for op in ops], [op.static is not None for op in ops],
+                          set(out_vars), cards)
+        final = self._emit(tree, ops, set(out_vars))
+        layout = final.labels
+        if final.static is not None:
+            self.const = final.static
+            self.result_slot = None
         else:
-            target = out
-        self.final_perm = None if final == target else tuple(final.index(c) for c in target)
-        inv = {c: v for v, c in letters.items()}
-        self.out_layout = tuple(inv[c] for c in target if c != letters[None])
+            self.const = None
+            self.result_slot = final.src
+        target = layout if keep_layout else out_vars
+        self.final_perm = None if layout == target else tuple(layout.index(v) for v in target)
+        self.out_layout = tuple(target)
 
-    @staticmethod
-    def _compile_step(ins: list[str], want: str, batch: str, sizes: Mapping[str, int]):
-        """A callable for one step of the path, and the axis order of its result.
+    # ------------------------------------------------------------------ compilation
+    def _new_slot(self) -> int:
+        self._n_slots += 1
+        return self._n_slots - 1
 
-        ``ins`` are the operands' axis labels, ``want`` the labels to keep.  A pairwise step
-        ``x, y`` runs as one (possibly stacked) matrix product: labels are split into H (in
-        both operands and kept: stacked axes, such as the batch axis), K (in both, summed), A
-        (only in x) and B (only in y); x is laid out as (H, A, K), y as (H, K, B), and the
-        result comes out as (H, A, B) with no transpose.  x is the larger operand, and H, A and
-        K follow its axis order, so that it is usually reshaped without a copy.  Labels found
-        in one operand only and not kept are summed out first.  This beats ``numpy.einsum``'s
-        generic loop by 2-10x on batched small cliques.  Without K the step is a broadcast
-        product.  Unary steps use ``numpy.einsum``.
-        """
-        if len(ins) != 2:
-            eq = ",".join(ins) + "->" + want
-            return (lambda *ops, eq=eq: np.einsum(eq, *ops)), want
-        a, b = ins
+    def _size(self, labels) -> int:
+        return math.prod(self.cards[v] for v in labels)
 
-        def vol(lab):
-            return math.prod(sizes[c] for c in lab)
+    def _emit(self, tree, ops: list[_Op], need: set) -> _Op:
+        """Compile the steps of ``tree`` (an operand index or a pair of subtrees) into
+        ``self.steps``; ``need`` holds the labels wanted above this subtree."""
+        if isinstance(tree, int):
+            op = ops[tree]
+            return self._reduce(op, need)
+        left, right = tree
+        lv, rv = _labels_of(left, ops), _labels_of(right, ops)
+        a = self._emit(left, ops, need | rv)
+        b = self._emit(right, ops, need | lv)
+        keep = tuple(v for v in dict.fromkeys(a.labels + b.labels) if v in need)
+        if a.static is not None and b.static is not None:
+            return _Op(keep, static=_static_product(a, b, keep))
+        if a.static is not None or b.static is not None:
+            t, x = (a, b) if a.static is not None else (b, a)
+            summed = set(t.labels) & set(x.labels) - set(keep)
+            if summed:
+                return self._matmul(t, x, keep)
+        return self._elementwise(a, b, keep)
 
-        # x: the batched operand if only one is, else the larger one.
-        swap = (batch in b and batch not in a) or (
-            (batch in a) == (batch in b) and vol(b) > vol(a))
-        if swap:
-            a, b = b, a
-        pre_a = tuple(i for i, c in enumerate(a) if c not in b and c not in want)
-        pre_b = tuple(i for i, c in enumerate(b) if c not in a and c not in want)
-        a2 = "".join(c for c in a if c in b or c in want)
-        b2 = "".join(c for c in b if c in a or c in want)
-        if set(b2) <= set(a2):
-            # y only holds labels of x: multiply in x's layout (y becomes a broadcast view),
-            # then sum the labels not kept.  No copy of the larger operand.
-            yperm = tuple(sorted(range(len(b2)), key=lambda i: a2.index(b2[i])))
-            yshape_idx = [a2.index(c) for c in sorted(b2, key=a2.index)]
-            red = tuple(i for i, c in enumerate(a2) if c not in want)
-            out_lab = "".join(c for c in a2 if c in want)
-            nd = len(a2)
+    def _reduce(self, op: _Op, need: set) -> _Op:
+        drop = [i for i, v in enumerate(op.labels) if v not in need]
+        if not drop:
+            return op
+        labels = tuple(v for v in op.labels if v in need)
+        if op.static is not None:
+            return _Op(labels, static=op.static.sum(axis=tuple(drop)))
+        slot = self._new_slot()
+        axes = tuple(drop)
+        self.steps.append((lambda x, axes=axes: x.sum(axis=axes), (op.src,), slot))
+        self.largest = max(self.largest, self._size(op.labels))
+        return _Op(labels, src=slot)
 
-            def absorb(x, y):
-                if swap:
-                    x, y = y, x
-                if pre_a:
-                    x = sum_axes(x, pre_a)
-                if pre_b:
-                    y = sum_axes(y, pre_b)
-                y = y.transpose(yperm)
-                shp = [1] * nd
-                for i, d in zip(yshape_idx, y.shape):
-                    shp[i] = d
-                r = x * y.reshape(shp)
-                return sum_axes(r, red) if red else r
-            return absorb, out_lab
-        H = [c for c in a2 if c in b2 and c in want]
-        H.sort(key=lambda c: c != batch)  # the batch axis leads
-        K = [c for c in a2 if c in b2 and c not in want]
-        A = [c for c in a2 if c not in b2]
-        B = [c for c in b2 if c not in a2]
+    def _matmul(self, t: _Op, x: _Op, keep: tuple) -> _Op:
+        """Static ``t`` times per-case ``x``, summed over their shared labels not kept: one
+        (stacked) matrix product with the cases folded into the columns."""
+        H = [v for v in x.labels if v in t.labels and v in keep]
+        K = [v for v in x.labels if v in t.labels and v not in keep]
+        A = [v for v in t.labels if v not in x.labels]
+        B = [v for v in x.labels if v not in t.labels]
+        tt = t.static.transpose([t.labels.index(v) for v in H + A + K])
+        h, a, k = self._size(H), self._size(A), self._size(K)
+        tt = np.ascontiguousarray(tt.reshape(h, a, k) if H else tt.reshape(a, k))
+        perm = tuple(x.labels.index(v) for v in H + K + B) + (len(x.labels),)
+        ident = perm == tuple(range(len(perm)))
+        b = self._size(B)
+        shape_out = tuple(self.cards[v] for v in H + A + B)
 
-        if not K:
-            # Nothing summed: a broadcast product of two views, written batch-first.
-            out_lab = sorted(set(a2) | set(b2), key=lambda c: (c != batch, a2.find(c) % 99,
-                                                               b2.find(c)))
-            out_lab = "".join(out_lab)
+        def step(xv, tt=tt, perm=perm, ident=ident, hk=(h, k), b=b, shape_out=shape_out,
+                 stacked=bool(H)):
+            if not ident:
+                xv = np.ascontiguousarray(xv.transpose(perm))
+            n = xv.shape[-1]
+            if stacked:
+                r = np.matmul(tt, xv.reshape(hk[0], hk[1], b * n))
+            else:
+                r = tt @ xv.reshape(hk[1], b * n)
+            return r.reshape(shape_out + (n,))
+        slot = self._new_slot()
+        self.steps.append((step, (x.src,), slot))
+        self.largest = max(self.largest, self._size(x.labels), self._size(H + A + B))
+        return _Op(tuple(H + A + B), src=slot)
 
-            def view_plan(lab):
-                perm = tuple(sorted(range(len(lab)), key=lambda i: out_lab.index(lab[i])))
-                idx = tuple(slice(None) if c in lab else None for c in out_lab)
-                return perm, idx
-            (px, ix), (py, iy) = view_plan(a2), view_plan(b2)
+    def _elementwise(self, a: _Op, b: _Op, keep: tuple) -> _Op:
+        """Broadcast product of two operands (at least one per case) into a fresh C-ordered
+        buffer, then sum the labels not kept."""
+        full = tuple(dict.fromkeys(a.labels + b.labels))
+        shape = tuple(self.cards[v] for v in full)
 
-            def outer(x, y):
-                if swap:
-                    x, y = y, x
-                if pre_a:
-                    x = sum_axes(x, pre_a)
-                if pre_b:
-                    y = sum_axes(y, pre_b)
-                return x.transpose(px)[ix] * y.transpose(py)[iy]
-            return outer, out_lab
+        def view(op: _Op):
+            perm = [op.labels.index(v) for v in full if v in op.labels]
+            idx = tuple(slice(None) if v in op.labels else None for v in full)
+            if op.static is None:
+                return tuple(perm) + (len(op.labels),), idx + (slice(None),), None
+            arr = op.static.transpose(perm)[idx][..., None]
+            return None, None, np.ascontiguousarray(arr)
 
-        perm_a = tuple(a2.index(c) for c in H + A + K)
-        perm_b = tuple(b2.index(c) for c in H + K + B)
-        ident_a = perm_a == tuple(range(len(perm_a)))
-        ident_b = perm_b == tuple(range(len(perm_b)))
-        nh, na, nk = len(H), len(A), len(K)
-        res = H + A + B
-        # keep the batch axis first: move it there (with a copy) if the product buried it
-        fix = None
-        if batch in res and res[0] != batch:
-            fix = (res.index(batch),) + tuple(i for i, c in enumerate(res) if c != batch)
-            res = [batch] + [c for c in res if c != batch]
+        pa, ia, ca = view(a)
+        pb, ib, cb = view(b)
+        summed = tuple(i for i, v in enumerate(full) if v not in keep)
+        out_labels = tuple(v for v in full if v in keep)
 
-        def step(x, y):
-            if swap:
-                x, y = y, x
-            if pre_a:
-                x = sum_axes(x, pre_a)
-            if pre_b:
-                y = sum_axes(y, pre_b)
-            if not ident_a:
-                x = x.transpose(perm_a)
-            if not ident_b:
-                y = y.transpose(perm_b)
-            hs = x.shape[:nh]
-            as_ = x.shape[nh:nh + na]
-            bs = y.shape[nh + nk:]
-            p, q = math.prod(as_), math.prod(bs)
-            k = math.prod(x.shape[nh + na:])
-            r = np.matmul(x.reshape(hs + (p, k)), y.reshape(hs + (k, q)))
-            r = r.reshape(hs + as_ + bs)
-            return r if fix is None else np.ascontiguousarray(r.transpose(fix))
-        return step, "".join(res)
+        def step(*xs, pa=pa, ia=ia, ca=ca, pb=pb, ib=ib, cb=cb, shape=shape, summed=summed):
+            it = iter(xs)
+            xa = ca if ca is not None else next(it).transpose(pa)[ia]
+            xb = cb if cb is not None else next(it).transpose(pb)[ib]
+            n = max(xa.shape[-1], xb.shape[-1])
+            out = np.multiply(xa, xb, out=np.empty(shape + (n,)))
+            return out.sum(axis=summed) if summed else out
+        args = tuple(op.src for op in (a, b) if op.static is None)
+        slot = self._new_slot()
+        self.steps.append((step, args, slot))
+        self.largest = max(self.largest, math.prod(shape))
+        return _Op(out_labels, src=slot)
 
+    # ------------------------------------------------------------------ running
     def __call__(self, lik: Mapping[str, np.ndarray], msgs: Mapping[Any, np.ndarray], n: int):
-        ops = []
-        for kind, key in self.sources:
-            ops.append(key if kind == "static" else (lik[key] if kind == "lik" else msgs[key]))
-        for inds, fn in self.steps:
-            args = [ops.pop(i) for i in inds]
-            ops.append(fn(*args))
-        res = ops[0]
+        slots: list = [None] * self._n_slots
+        for i, (kind, key) in enumerate(self.sources):
+            slots[i] = lik[key] if kind == "lik" else msgs[key]
+        for fn, args, out in self.steps:
+            slots[out] = fn(*[slots[i] for i in args])
+        if self.result_slot is None:
+            res = np.broadcast_to(self.const[..., None], self.const.shape + (n,))
+        else:
+            res = slots[self.result_slot]
         if self.final_perm is not None:
-            res = res.transpose(self.final_perm)
-        if not self.batched:
-            res = np.broadcast_to(res, (n, *res.shape))
+            res = res.transpose(self.final_perm + (len(self.final_perm),))
         return res
 
 
-def sum_axes(x: np.ndarray, axes: Sequence[int]) -> np.ndarray:
-    """``x.sum(axis=axes)``, with short axes summed as slice additions.
+# ---------------------------------------------------------------------- path search
+def _labels_of(tree, ops) -> set:
+    if isinstance(tree, int):
+        return set(ops[tree].labels)
+    return _labels_of(tree[0], ops) | _labels_of(tree[1], ops)
 
-    numpy reduces a short axis (2-4 states, the common case here) 5-30x slower than adding
-    its slices, most of all when it is the innermost axis.
-    """
-    for ax in sorted(axes, reverse=True):
-        d = x.shape[ax]
-        if d <= _SLICE_SUM_MAX:
-            idx = [slice(None)] * x.ndim
-            idx[ax] = 0
-            r = x[tuple(idx)].copy() if d == 1 else None
-            for i in range(1, d):
-                idx[ax] = i
-                if r is None:
-                    j = list(idx)
-                    j[ax] = 0
-                    r = x[tuple(j)] + x[tuple(idx)]
-                else:
-                    r += x[tuple(idx)]
-            x = r
-        else:
-            x = x.sum(axis=ax)
-    return x
+
+def _best_tree(labels: list[set], static: list[bool], out: set, cards):
+    """The pairwise contraction tree of least estimated cost (see the module docstring)."""
+    n = len(labels)
+    size = {}
+
+    def sz(vs):
+        key = frozenset(vs)
+        if key not in size:
+            size[key] = math.prod(cards[v] for v in vs)
+        return size[key]
+
+    full = (1 << n) - 1
+    lab = {}
+    stat = {}
+    for m in range(1, full + 1) if n <= _DP_MAX else ():
+        vs: set = set()
+        st = True
+        for i in range(n):
+            if m >> i & 1:
+                vs |= labels[i]
+                st = st and static[i]
+        lab[m], stat[m] = vs, st
+
+    def outside(m):
+        vs = set(out)
+        for i in range(n):
+            if not m >> i & 1:
+                vs |= labels[i]
+        return vs
+
+    def kept(m, vs=None):
+        return (vs if vs is not None else lab[m]) & outside(m)
+
+    def step_cost(ka, sa, kb, sb, keep):
+        if sa and sb:
+            return 0.0
+        fl = sz(ka | kb)
+        if (sa or sb) and (ka & kb) - keep:
+            x = kb if sa else ka
+            return fl / _GEMM_SPEEDUP + sz(x) + sz(keep)
+        return fl * (1.5 if (ka | kb) - keep else 1.0)
+
+    def leaf_cost(i, keep):
+        if static[i] or keep == labels[i]:
+            return 0.0
+        return float(sz(labels[i]))
+
+    if n <= _DP_MAX:
+        best: dict[int, tuple[float, Any, set]] = {}
+        for i in range(n):
+            m = 1 << i
+            k = kept(m)
+            best[m] = (leaf_cost(i, k), i, k)
+        for m in sorted(range(1, full + 1), key=lambda x: bin(x).count("1")):
+            if m in best:
+                continue
+            keep = kept(m)
+            low = m & -m
+            sub = (m - 1) & m
+            cand = None
+            while sub:
+                if sub & low:  # each split once: the part holding the lowest operand
+                    other = m ^ sub
+                    if other:
+                        ca, ta, ka = best[sub]
+                        cb, tb, kb = best[other]
+                        c = ca + cb + step_cost(ka, stat[sub], kb, stat[other], keep)
+                        if cand is None or c < cand[0]:
+                            cand = (c, (ta, tb), keep)
+                sub = (sub - 1) & m
+            best[m] = cand
+        return best[full][1]
+    # greedy: repeatedly take the cheapest pair
+    items = [(i, set(labels[i]), static[i]) for i in range(n)]
+    while len(items) > 1:
+        choice = None
+        for (x, y) in combinations(range(len(items)), 2):
+            (ta, la, sa), (tb, lb, sb) = items[x], items[y]
+            rest = set(out).union(*[items[z][1] for z in range(len(items)) if z not in (x, y)])
+            keep = (la | lb) & rest
+            c = step_cost(la & rest | (la & lb), sa, lb & rest | (la & lb), sb, keep)
+            if choice is None or c < choice[0]:
+                choice = (c, x, y, keep)
+        _, x, y, keep = choice
+        (ta, _, sa), (tb, _, sb) = items[x], items[y]
+        items = [it for z, it in enumerate(items) if z not in (x, y)] + [((ta, tb), keep, sa and sb)]
+    return items[0][0]
+
+
+def _static_product(a: _Op, b: _Op, keep: tuple) -> np.ndarray:
+    ids = {v: i for i, v in enumerate(dict.fromkeys(a.labels + b.labels))}
+    return np.einsum(a.static, [ids[v] for v in a.labels], b.static, [ids[v] for v in b.labels],
+                     [ids[v] for v in keep])
 
 
 def normalise(m: np.ndarray):
-    """Divide each case's array by its total; return (normalised, total) (total 0 -> kept 0)."""
-    n = m.shape[0]
+    """Divide each case's array (batch axis last) by its total; return (normalised, total).
+
+    A case whose total is 0 is left at 0 (its total is reported as 0)."""
+    n = m.shape[-1]
     if m.ndim == 1:
         tot = m.copy()
     elif m.flags.c_contiguous:
-        tot = m.reshape(n, -1).sum(axis=1)  # one long inner loop per case
+        tot = m.reshape(-1, n).sum(axis=0)
     else:
-        tot = sum_axes(m, range(1, m.ndim))
-    inv = 1.0 / np.where(tot > 0, tot, 1.0)
-    inv = inv.reshape((n,) + (1,) * (m.ndim - 1))
-    if m.flags.owndata and m.flags.writeable:  # a fresh result of ours: scale it in place
-        m *= inv
+        tot = m.sum(axis=tuple(range(m.ndim - 1)))
+    safe = np.where(tot > 0, tot, 1.0)  # divide (not multiply by 1/tot: subnormal totals)
+    if m.flags.owndata and m.flags.writeable and m.flags.c_contiguous:
+        m /= safe
         return m, tot
-    return m * inv, tot
+    return m / safe, tot

@@ -6,6 +6,8 @@ See the package docstring (:mod:`model.engine`) for the algorithm.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -13,8 +15,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import opt_einsum as oe
 
-from .contraction import Contraction, blas_controller, normalise, sum_axes
-from .triangulate import ancestral_set, best_elimination, junction_forest, moral_graph
+from .blocks import LINEAR_MAX, FindingBlock, classify_rows
+from .contraction import Contraction, blas_controller, normalise
+from .forest import build_forest
+from .single import SingleCasePlan
 
 __all__ = ["JunctionTreeEngine", "EngineResult", "DEFAULT_MAX_CHUNK", "DEFAULT_MAX_ELEMENTS"]
 
@@ -23,7 +27,7 @@ _SINGLE_THREAD_FROM = 64
 #: Cases per chunk never exceed this (larger chunks stop paying off once arrays leave cache).
 DEFAULT_MAX_CHUNK = 4096
 #: Element budget for the largest intermediate array of one chunk (8 bytes each).
-DEFAULT_MAX_ELEMENTS = 1 << 20
+DEFAULT_MAX_ELEMENTS = 1 << 18
 #: A junction-tree node gets at most this many children (helper nodes take the rest).
 _MAX_CHILDREN = 3
 
@@ -57,6 +61,8 @@ class _Plan:
     per_case: int  # largest intermediate per case, in elements
     n_nodes: int
     max_scope: int
+    blocks: list  # FindingBlock per group of leaf findings (their columns follow leaf_order)
+    leaf_order: list  # leaf findings, block by block
 
 
 class JunctionTreeEngine:
@@ -71,7 +77,7 @@ class JunctionTreeEngine:
 
     def __init__(self, variables, cards, parents, tables, *, max_chunk: int = DEFAULT_MAX_CHUNK,
                  max_elements: int = DEFAULT_MAX_ELEMENTS, max_plans: int = 512,
-                 state_names=None):
+                 state_names=None, threads: int | None = None):
         """variables: list[str] in topological order; cards: dict var->int; parents: dict
         var->list[str]; tables: dict var->array of shape ``(card[v], *[card[p] for p in
         parents[v]])``.  Tables are taken as given (the caller normalises)."""
@@ -96,6 +102,8 @@ class JunctionTreeEngine:
         self.max_chunk = int(max_chunk)
         self.max_elements = int(max_elements)
         self.max_plans = int(max_plans)
+        #: chunks of a large batch run on this many threads (default: the machine's cores)
+        self.threads = int(threads) if threads else (os.cpu_count() or 1)
         self._plans: OrderedDict = OrderedDict()
 
     # ----------------------------------------------------------------------------------------
@@ -121,59 +129,15 @@ class JunctionTreeEngine:
         """Compile a plan: prune, triangulate, build and root the junction forest, bound the
         fan-out with helper nodes, assign factors, then compile every message (collect, then
         distribute towards target holders), each holder's joint and each root's total."""
-        keep = ancestral_set(set(evidence) | set(targets) | set(pair or ()), self.parents)
-        nodes = [v for v in self.variables if v in keep]
-        adj = moral_graph(nodes, self.parents)
-        if pair is not None and pair[0] != pair[1]:
-            a, b = pair
-            adj[a].add(b)
-            adj[b].add(a)
-        scope, nbrs = junction_forest(best_elimination(adj, self.cards, self._rank))
-
-        # Assign each table (and likelihood) to the smallest node holding its family.
-        def size(s):
-            return math.prod(self.cards[v] for v in s)
-
-        holder: dict[str, int] = {}
-        for v in nodes:
-            fam = {v, *self.parents[v]}
-            holder[v] = min((i for i in scope if fam <= scope[i]), key=lambda i: (size(scope[i]), i))
-        tabs: dict[int, list[str]] = {i: [] for i in scope}
-        liks: dict[int, list[str]] = {i: [] for i in scope}
-        for v in nodes:
-            tabs[holder[v]].append(v)
-            if v in evidence:
-                liks[holder[v]].append(v)
-
-        # Root each tree at the node holding most targets (then the biggest node).
-        tset = set(targets) | (set(pair) if pair else set())
-        parent: dict[int, int | None] = {}
-        order: list[int] = []  # preorder over the forest
-        roots: list[int] = []
-        unseen = set(scope)
-        while unseen:
-            comp, stack = [], [min(unseen)]
-            seen = {stack[0]}
-            while stack:
-                u = stack.pop()
-                comp.append(u)
-                for w in nbrs[u]:
-                    if w not in seen:
-                        seen.add(w)
-                        stack.append(w)
-            unseen -= seen
-            root = max(comp, key=lambda i: (len(scope[i] & tset), size(scope[i]), -i))
-            roots.append(root)
-            parent[root] = None
-            stack = [root]
-            while stack:
-                u = stack.pop()
-                order.append(u)
-                for w in sorted(nbrs[u]):
-                    if w != parent[u]:
-                        parent[w] = u
-                        stack.append(w)
-        children = {u: [w for w in order if parent[w] == u] for u in order}
+        fo = build_forest(self.variables, self.cards, self.parents, self._rank, evidence,
+                          targets, pair)
+        scope, parent, order, roots, children = fo.scope, fo.parent, fo.order, fo.roots, fo.children
+        tabs, liks, tset, size = fo.tabs, fo.liks, fo.tset, fo.size
+        blocks: list[tuple[int, FindingBlock]] = []
+        for h in sorted(fo.leaf_groups):
+            for group in _group_leaves(fo.leaf_groups[h], self.parents, size):
+                blocks.append((h, FindingBlock(group, self.cards, self.parents, self.tables,
+                                               self._rank)))
 
         # Bound the fan-out: cluster the children of a busy node under factor-free helper
         # nodes, merging first the two groups whose separators have the smallest union.
@@ -233,10 +197,16 @@ class JunctionTreeEngine:
                 ins.append((("static", arr), vs))
             for v in liks[u]:
                 ins.append((("lik", v), (v,)))
+            for bi in node_blocks.get(u, ()):
+                ins.append((("msg", ("block", bi)), blocks[bi][1].vars))
             for w in nb_all[u]:
                 if w != exclude:
                     ins.append((("msg", (w, u)), layout[(w, u)]))
             return ins
+
+        node_blocks: dict[int, list[int]] = {}
+        for bi, (h, _) in enumerate(blocks):
+            node_blocks.setdefault(h, []).append(bi)
 
         def sep(u, w):
             return tuple(sorted(scope[u] & scope[w], key=self._rank.get))
@@ -298,7 +268,7 @@ class JunctionTreeEngine:
                 outv = tuple(sorted(keys, key=self._rank.get))
                 con = Contraction(inputs(u, None), outv, self.cards, keep_layout=True)
                 lay = con.out_layout
-                readers = [(k, tuple(i + 1 for i, x in enumerate(lay) if x != k)) for k in keys]
+                readers = [(k, tuple(i for i, x in enumerate(lay) if x != k)) for k in keys]
             groups.append((u, con, readers))
         root_of_group = {u: gi for gi, (u, _, _) in enumerate(groups)}
         root_c = []
@@ -309,15 +279,23 @@ class JunctionTreeEngine:
                 root_c.append(("own", Contraction(inputs(r, None), (), self.cards)))
         conts = ([c for _, c, _ in schedule] + [c for _, c, _ in groups]
                  + [c for kind, c in root_c if kind == "own"])
-        per_case = max([c.largest for c in conts] + [1])
+        per_case = max([c.largest for c in conts] + [b.size for _, b in blocks] + [1])
+        leaf_order = [f for _, b in blocks for f in b.findings]
         return _Plan(schedule, root_c, [(c, readers) for _, c, readers in groups], per_case,
-                     len(order), max((size(scope[u]) for u in order), default=1))
+                     len(order), max((size(scope[u]) for u in order), default=1),
+                     [b for _, b in blocks], leaf_order)
 
-    def _plan(self, evidence: frozenset, targets: tuple, pair=None) -> _Plan:
-        key = (evidence, targets, pair)
+    def _compile_single(self, evidence: frozenset, targets: tuple, pair) -> SingleCasePlan:
+        fo = build_forest(self.variables, self.cards, self.parents, self._rank, evidence,
+                          targets, pair)
+        return SingleCasePlan(fo, self.cards, self.parents, self.tables, self._rank,
+                              sorted(evidence, key=self._rank.get), targets, pair)
+
+    def _plan(self, evidence: frozenset, targets: tuple, pair=None, single: bool = False):
+        key = (evidence, targets, pair, single)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._compile(evidence, targets, pair)
+            plan = (self._compile_single if single else self._compile)(evidence, targets, pair)
             self._plans[key] = plan
             while len(self._plans) > self.max_plans:
                 self._plans.popitem(last=False)
@@ -330,7 +308,8 @@ class JunctionTreeEngine:
 
     # ----------------------------------------------------------------------------------------
     def _prepare(self, likelihoods, n_cases):
-        """Validate likelihoods; return (dict var -> (N, card) array, N).  All-ones dropped."""
+        """Validate likelihoods; return (dict var -> (card,) or (N, card) array, N).  Variables
+        whose likelihood is all ones (unobserved in every case) are dropped."""
         arrs, n = {}, None
         for v, L in likelihoods.items():
             if v not in self.cards:
@@ -348,19 +327,30 @@ class JunctionTreeEngine:
                 n = a.shape[0]
             else:
                 raise ValueError(f"likelihood of {v!r} must be 1-D or 2-D")
-            if not np.all(np.isfinite(a)) or np.any(a < 0):
-                raise ValueError(f"likelihood of {v!r} has negative or non-finite entries")
             arrs[v] = a
         if n_cases is not None:
             if n is not None and n != n_cases:
                 raise ValueError(f"n_cases={n_cases} but likelihoods have {n} rows")
             n = int(n_cases)
         n = 1 if n is None else n
+        if not arrs or n == 0:
+            return dict(arrs), n
+        # One pass over all values (a handful of numpy calls however many variables).
+        names = list(arrs)
+        flat = np.concatenate([arrs[v].reshape(-1) for v in names])
+        if not (np.isfinite(flat).all() and (flat >= 0).all()):
+            for v in names:
+                a = arrs[v]
+                if not np.all(np.isfinite(a)) or np.any(a < 0):
+                    raise ValueError(f"likelihood of {v!r} has negative or non-finite entries")
+        sizes = [arrs[v].size for v in names]
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        ones = np.logical_and.reduceat(flat == 1.0, starts).tolist()
         out = {}
-        for v, a in arrs.items():
-            if np.all(a == 1.0):
+        for v, all_ones in zip(names, ones):
+            if all_ones:
                 continue  # unobserved everywhere: no information
-            out[v] = np.broadcast_to(a, (n, self.cards[v])) if a.ndim == 1 else a
+            out[v] = arrs[v]  # (card,) shared by every case, or (N, card)
         return out, n
 
     def _run(self, plan: _Plan, lik: dict, n: int):
@@ -378,32 +368,24 @@ class JunctionTreeEngine:
 
     def _run_chunks(self, plan: _Plan, lik: dict, n: int):
         chunk = max(1, min(self.max_chunk, self.max_elements // max(plan.per_case, 1)))
-        outs: dict = {k: [] for _, readers in plan.groups for k, _ in readers}
-        logz = np.empty(n)
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            m = stop - start
-            part = {v: a[start:stop] for v, a in lik.items()}
-            msgs: dict = {}
-            lz = np.zeros(m)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                for edge, con, is_collect in plan.schedule:
-                    msg, tot = normalise(con(part, msgs, m))
-                    msgs[edge] = msg
-                    if is_collect:
-                        lz += np.log(tot)
-                joints = [con(part, msgs, m) for con, _ in plan.groups]
-                for kind, x in plan.roots:
-                    if kind == "own":
-                        lz += np.log(x(part, msgs, m).reshape(m))
-                    else:
-                        j = joints[x]
-                        lz += np.log(sum_axes(j, range(1, j.ndim)))
-                for j, (_, readers) in zip(joints, plan.groups):
-                    for k, axes in readers:
-                        r = sum_axes(j, axes) if axes else j
-                        outs[k].append(normalise(r)[0])
-            logz[start:stop] = lz
+        # Per-case arrays are laid out batch-last: (*states, N).
+        lik_t = {v: (np.repeat(a[:, None], n, axis=1) if a.ndim == 1 else np.ascontiguousarray(a.T))
+                 for v, a in lik.items()}
+        ev = None
+        if plan.blocks:
+            cards = np.array([c for b in plan.blocks for c in b.cards])
+            xall = np.concatenate([lik_t[f] for f in plan.leaf_order], axis=0)
+            xh, soft = classify_rows(xall, np.concatenate([[0], np.cumsum(cards)]), cards)
+            ev = (xall, xh, soft)
+        bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+        pool = _pool(self.threads) if len(bounds) > 1 else None
+        if pool is None:
+            parts = [self._run_chunk(plan, lik_t, ev, a, b) for a, b in bounds]
+        else:
+            parts = list(pool.map(lambda ab: self._run_chunk(plan, lik_t, ev, *ab), bounds))
+        outs: dict = {k: [p[0][k] for p in parts] for _, readers in plan.groups
+                      for k, _ in readers}
+        logz = np.concatenate([p[1] for p in parts]) if parts else np.empty(0)
         possible = np.isfinite(logz)
         logz[~possible] = -np.inf
         res = {}
@@ -412,10 +394,47 @@ class JunctionTreeEngine:
                 shape = (self.cards[k],) if isinstance(k, str) else tuple(
                     self.cards[v] for v in dict.fromkeys(k))
                 parts = [np.empty((0, *shape))]
-            r = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            r = np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
             r[~possible] = np.nan
             res[k] = r
         return res, logz, possible
+
+    def _run_chunk(self, plan: _Plan, lik_t: dict, ev, start: int, stop: int):
+        """Propagate cases ``start:stop``; return ({key: (m, ...) posterior}, log P(e))."""
+        m = stop - start
+        part = {v: a[:, start:stop] for v, a in lik_t.items()}
+        msgs: dict = {}
+        lz = np.zeros(m)
+        if ev is not None:
+            xall, xh, soft = ev
+            col = nf = 0
+            for bi, b in enumerate(plan.blocks):
+                w, k = b.width, len(b.findings)
+                pot, shift = b.potential(
+                    xh[col:col + w, start:stop], xall[col:col + w, start:stop],
+                    None if soft is None else soft[nf:nf + k, start:stop])
+                msgs[("block", bi)] = pot
+                lz += shift
+                col, nf = col + w, nf + k
+        outs = {}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for edge, con, is_collect in plan.schedule:
+                msg, tot = normalise(con(part, msgs, m))
+                msgs[edge] = msg
+                if is_collect:
+                    lz += np.log(tot)
+            joints = [con(part, msgs, m) for con, _ in plan.groups]
+            for kind, x in plan.roots:
+                if kind == "own":
+                    lz += np.log(x(part, msgs, m).reshape(m))
+                else:
+                    j = joints[x]
+                    lz += np.log(j.reshape(-1, m).sum(axis=0) if j.ndim > 1 else j)
+            for j, (_, readers) in zip(joints, plan.groups):
+                for k, axes in readers:
+                    r = j.sum(axis=axes) if axes else j
+                    outs[k] = np.moveaxis(normalise(r)[0], -1, 0)
+        return outs, lz
 
     def query(self, likelihoods: Mapping[str, Any], targets: Sequence[str],
               n_cases: int | None = None) -> EngineResult:
@@ -430,9 +449,26 @@ class JunctionTreeEngine:
             if t not in self.cards:
                 raise KeyError(f"unknown target variable {t!r}")
         lik, n = self._prepare(likelihoods, n_cases)
-        plan = self._plan(frozenset(lik), targets)
-        res, logz, possible = self._run(plan, lik, n)
+        if n == 1:
+            res, logz, possible = self._run_single(frozenset(lik), targets, None, lik)
+        else:
+            plan = self._plan(frozenset(lik), targets)
+            res, logz, possible = self._run(plan, lik, n)
         return EngineResult(res, logz, possible)
+
+    def _run_single(self, evidence: frozenset, targets: tuple, pair, lik: dict):
+        """One case through a :class:`SingleCasePlan`; same outputs as :meth:`_run`."""
+        plan = self._plan(evidence, targets, pair, single=True)
+        out = plan.run(lik)
+        if out is None:  # impossible evidence
+            res = {}
+            for k in plan.holder:
+                shape = (self.cards[k],) if not isinstance(k, tuple) else tuple(
+                    self.cards[v] for v in dict.fromkeys(k))
+                res[k] = np.full((1, *shape), np.nan)
+            return res, np.array([-np.inf]), np.array([False])
+        res, lz = out
+        return res, np.array([lz]), np.array([True])
 
     def joint(self, likelihoods: Mapping[str, Any], a: str, b: str,
               n_cases: int | None = None) -> np.ndarray:
@@ -445,8 +481,11 @@ class JunctionTreeEngine:
                 raise KeyError(f"unknown variable {t!r}")
         lik, n = self._prepare(likelihoods, n_cases)
         pair = (a, b)
-        plan = self._plan(frozenset(lik), (), pair)
-        res, _, _ = self._run(plan, lik, n)
+        if n == 1:
+            res, _, _ = self._run_single(frozenset(lik), (), pair, lik)
+        else:
+            plan = self._plan(frozenset(lik), (), pair)
+            res, _, _ = self._run(plan, lik, n)
         r = res[pair]
         if a == b:
             out = np.zeros((n, self.cards[a], self.cards[a]))
@@ -460,3 +499,52 @@ class JunctionTreeEngine:
         p = self._plan(frozenset(evidence), tuple(dict.fromkeys(targets)))
         return {"nodes": p.n_nodes, "messages": len(p.schedule), "largest_node": p.max_scope,
                 "largest_intermediate_per_case": p.per_case}
+
+
+def _group_leaves(leaves, parents, size, small: int = 64):
+    """Split the leaves held by one node into blocks.
+
+    Leaves with the same parents form a group; two groups are merged (smallest union first)
+    while one's parents contain the other's, or the union has at most ``small`` states: a
+    block's per-case potential is never larger than the largest table it stacks (or tiny).
+    """
+    groups: dict[frozenset, list[str]] = {}
+    for f in leaves:
+        groups.setdefault(frozenset(parents[f]), []).append(f)
+    items = list(groups.items())
+    while len(items) > 1:
+        best = None
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                un = items[i][0] | items[j][0]
+                su = size(un)
+                if su <= small or su <= max(size(items[i][0]), size(items[j][0])):
+                    if best is None or su < best[0]:
+                        best = (su, i, j, un)
+        if best is None:
+            break
+        _, i, j, un = best
+        merged = (un, items[i][1] + items[j][1])
+        items = [it for k, it in enumerate(items) if k not in (i, j)] + [merged]
+    out = []
+    for _, fs in items:  # a few findings go in one by one (see FindingBlock.linear)
+        out.extend([[f] for f in fs] if len(fs) <= LINEAR_MAX else [fs])
+    return out
+
+
+_POOLS: dict = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(threads: int):
+    """A shared thread pool of ``threads`` workers (None for one thread).  numpy releases
+    the GIL inside its loops and BLAS calls, so chunks of one batch run in parallel."""
+    if threads <= 1:
+        return None
+    with _POOL_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="lesionbn-engine")
+        return pool

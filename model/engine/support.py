@@ -74,6 +74,8 @@ class SupportMerge:
             self.parents[g] = new_parents
             self.tables[g] = self._gather(grp.table, ext, new_parents)
         self._indicator: dict[str, np.ndarray] = {}
+        self._identity = {g for g, grp in groups.items() if len(grp.members) == 1
+                          and np.array_equal(grp.support[:, 0], np.arange(cards[grp.members[0]]))}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -140,7 +142,11 @@ class SupportMerge:
             L = np.asarray(L, dtype=np.float64)
             if L.shape[-1] != self.original_cards[v]:
                 raise ValueError(f"likelihood of {v!r} has {L.shape[-1]} columns, expected {self.original_cards[v]}")
-            part = L[..., self.groups[g].support[:, self.column[v]]]
+            grp = self.groups[g]
+            if g in self._identity:
+                part = L  # a group of one with every state possible: nothing to translate
+            else:
+                part = L[..., grp.support[:, self.column[v]]]
             if g in out:
                 a, b = out[g], part
                 if a.ndim == 2 and b.ndim == 2 and a.shape[0] != b.shape[0]:
