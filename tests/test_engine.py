@@ -530,3 +530,59 @@ def test_subnormal_likelihoods_give_the_same_posterior_as_scaled_ones(n):
     assert a.possible.all()
     for t in ("lung", "tub", "smoke"):
         np.testing.assert_allclose(a.marginals[t], b.marginals[t], atol=1e-12)
+
+
+@pytest.mark.parametrize("zeros", [False, True])
+def test_batch_with_hard_soft_and_missing_findings_matches_brute_force(zeros):
+    """A star of findings (absorbed in log space as one block) with every kind of row in
+    one batch: one-hot, all ones, soft, soft with zeros; tables with and without zeros."""
+    from helpers import brute_force as bf
+    rng = np.random.default_rng(7 + zeros)
+    variables = ["R", "S"] + [f"F{i}" for i in range(6)]
+    cards = {"R": 3, "S": 2, **{f"F{i}": 3 for i in range(6)}}
+    parents = {"R": [], "S": ["R"], **{f"F{i}": ["R", "S"] for i in range(6)}}
+    tables = {"R": np.array([0.5, 0.3, 0.2]), "S": np.array([[0.6, 0.1, 0.5], [0.4, 0.9, 0.5]])}
+    for i in range(6):
+        t = rng.random((3, 3, 2)) + 0.05
+        if zeros:
+            t[rng.random((3, 3, 2)) < 0.25] = 0.0
+            t[0] += 0.01  # keep every column positive
+        tables[f"F{i}"] = t / t.sum(axis=0)
+    eng = InferenceEngine(variables, cards, parents, tables)
+    model = eng_model(variables, cards, parents, tables)
+    n = 40
+    lik = {}
+    for i in range(6):
+        v = f"F{i}"
+        kind = rng.integers(0, 4, n)
+        L = np.eye(3)[rng.integers(0, 3, n)]
+        L[kind == 1] = 1.0
+        L[kind == 2] = rng.random(((kind == 2).sum(), 3)) + 0.1
+        L[kind == 3] = rng.random(((kind == 3).sum(), 3)) * (rng.random(((kind == 3).sum(), 3)) < 0.6)
+        lik[v] = L
+    res = eng.query(lik, ["R", "S"])
+    for i in range(n):
+        row = {v: L[i] for v, L in lik.items()}
+        ref, ref_logz = bf(model, row, ["R", "S"])
+        one = eng.query(row, ["R", "S"])  # the single-case plan, independent code
+        if ref_logz == -np.inf:
+            assert not res.possible[i] and not one.possible[0]
+            continue
+        assert res.log_evidence[i] == pytest.approx(ref_logz, abs=1e-9)
+        assert one.log_evidence[0] == pytest.approx(ref_logz, abs=1e-9)
+        for t in ("R", "S"):
+            np.testing.assert_allclose(res.marginals[t][i], ref[t], atol=TOL)
+            np.testing.assert_allclose(one.marginals[t][0], ref[t], atol=TOL)
+
+
+def eng_model(variables, cards, parents, tables):
+    """A pgmpy model of plain tables (for the brute-force reference)."""
+    from pgmpy.factors.discrete import TabularCPD
+    from pgmpy.models import DiscreteBayesianNetwork
+
+    model = DiscreteBayesianNetwork([(p, v) for v in variables for p in parents[v]])
+    for v in variables:
+        t = tables[v].reshape(cards[v], -1)
+        model.add_cpds(TabularCPD(v, cards[v], t, evidence=parents[v] or None,
+                                  evidence_card=[cards[p] for p in parents[v]] or None))
+    return model

@@ -7,11 +7,13 @@ and marginals out. Callers only ever see the original variables.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .core import EngineResult, JunctionTreeEngine
+from .contraction import blas_controller
+from .core import _SINGLE_THREAD_FROM, EngineResult, JunctionTreeEngine
 from .support import SupportMerge
 
 __all__ = ["InferenceEngine"]
@@ -86,25 +88,28 @@ class InferenceEngine:
         ``possible``; NaN rows and ``-inf`` for impossible cases).
         """
         targets = list(dict.fromkeys(targets))
-        lik, inner_targets = self._inner(likelihoods, targets)
-        res = self._jt.query(lik, inner_targets, n_cases=n_cases)
-        if self.merge is None:
-            return res
-        marg = {t: self.merge.marginal(t, res.marginals[self.merge.group_of[t]]) for t in targets}
+        with _blas_for(likelihoods, n_cases):
+            lik, inner_targets = self._inner(likelihoods, targets)
+            res = self._jt.query(lik, inner_targets, n_cases=n_cases)
+            if self.merge is None:
+                return res
+            marg = {t: self.merge.marginal(t, res.marginals[self.merge.group_of[t]])
+                    for t in targets}
         return EngineResult(marg, res.log_evidence, res.possible)
 
     def joint(self, likelihoods: Mapping[str, Any], a: str, b: str,
               n_cases: int | None = None) -> np.ndarray:
         """Joint posterior ``P(a, b | e)`` per case, shape ``(N, card[a], card[b])`` (NaN rows
         for impossible cases)."""
-        lik, _ = self._inner(likelihoods, [a, b])
-        if self.merge is None:
-            return self._jt.joint(lik, a, b, n_cases=n_cases)
-        ga, gb = self.merge.group_of[a], self.merge.group_of[b]
-        if ga == gb:
-            res = self._jt.query(lik, [ga], n_cases=n_cases)
-            return self.merge.pair_from_group(a, b, res.marginals[ga])
-        return self.merge.pair_from_groups(a, b, self._jt.joint(lik, ga, gb, n_cases=n_cases))
+        with _blas_for(likelihoods, n_cases):
+            lik, _ = self._inner(likelihoods, [a, b])
+            if self.merge is None:
+                return self._jt.joint(lik, a, b, n_cases=n_cases)
+            ga, gb = self.merge.group_of[a], self.merge.group_of[b]
+            if ga == gb:
+                res = self._jt.query(lik, [ga], n_cases=n_cases)
+                return self.merge.pair_from_group(a, b, res.marginals[ga])
+            return self.merge.pair_from_groups(a, b, self._jt.joint(lik, ga, gb, n_cases=n_cases))
 
     def plan_info(self, evidence: Sequence[str], targets: Sequence[str]) -> dict:
         """Size of the compiled plan for an evidence set and targets (for diagnostics)."""
@@ -115,3 +120,12 @@ class InferenceEngine:
         info["merged_groups"] = {} if self.merge is None else {
             g: list(grp.members) for g, grp in self.merge.groups.items() if len(grp.members) > 1}
         return info
+
+
+def _blas_for(likelihoods, n_cases):
+    """BLAS limited to one thread for a large batch (see ``JunctionTreeEngine._run``): the
+    products are small and many, and idle OpenBLAS threads spin on the other core."""
+    n = n_cases or max((np.shape(L)[0] for L in likelihoods.values() if np.ndim(L) == 2),
+                       default=1)
+    ctl = blas_controller() if n >= _SINGLE_THREAD_FROM else None
+    return ctl.limit(limits=1, user_api="blas") if ctl is not None else contextlib.nullcontext()

@@ -29,14 +29,16 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["FindingBlock", "classify_rows", "NEG", "IMPOSSIBLE"]
+__all__ = ["FindingBlock", "NEG", "IMPOSSIBLE"]
 
 #: log of a zero table entry: finite, so that an unobserved finding (X = 0) adds exactly 0
 NEG = -1e300
 #: a potential row whose maximum is below this has no possible configuration
 IMPOSSIBLE = -1e250
-#: blocks of at most this many findings are multiplied directly instead of in log space
+#: at most this many findings over a large scope go in one by one (direct products, no exp)
 LINEAR_MAX = 3
+#: a block over at most this many states takes all its findings in log space (exp is cheap)
+SMALL_SCOPE = 64
 
 
 class FindingBlock:
@@ -73,27 +75,35 @@ class FindingBlock:
         self.lin_t = np.ascontiguousarray(self.lin.T)
         self.cards = [int(cards[f]) for f in self.findings]
         self.offsets = np.concatenate([[0], np.cumsum(self.cards)]).astype(int)
-        # A few findings are cheaper multiplied directly (k matrix products and k-1 products
-        # over the potential, no exp), as long as k tiny entries cannot underflow together.
-        positive = self.lin[self.lin > 0]
-        tiny = float(positive.min()) if positive.size else 1.0
-        k = len(self.findings)
-        self.linear = k <= LINEAR_MAX and k * math.log10(tiny) > -280
+        self.cards_col = np.array(self.cards, dtype=np.float64)[:, None]
+        self.has_zero = bool((self.lin == 0).any())
+        self.segments = np.zeros((len(self.cards), int(self.offsets[-1])))
+        for j in range(len(self.cards)):
+            self.segments[j, self.offsets[j]:self.offsets[j + 1]] = 1.0
+        # per finding, the sum of its log rows (what an all-ones row adds to W @ x)
+        self.colsum_t = np.ascontiguousarray(np.stack(
+            [logw[a:b].sum(axis=0) for a, b in zip(self.offsets[:-1], self.offsets[1:])]).T)
+        # A single finding is multiplied in directly (one matrix product, no exp).
+        self.linear = len(self.findings) == 1
 
     @property
     def width(self) -> int:
         """Number of evidence columns (sum of the findings' cards)."""
         return int(self.offsets[-1])
 
-    def potential(self, xh: np.ndarray, x: np.ndarray, soft: np.ndarray | None):
+    def potential(self, x: np.ndarray):
         """Per-case potential over ``vars`` and the log of the shift taken out of it.
 
-        Arrays are batch-last: ``xh`` is the block's ``(width, m)`` hard-evidence indicator
-        (one-hot segments for hard rows, zeros for unobserved or soft rows), ``x`` the raw
-        likelihoods, ``soft`` an ``(n_findings, m)`` mask of soft rows or None.  Returns
-        ``(B, shift)``: ``B`` of shape ``(*shape, m)``, each case's maximum 1 (all zero for
-        impossible cases), and ``shift`` the per-case log factor taken out (0 when
-        impossible, or for the direct product of a small block).
+        ``x`` is the block's batch-last likelihoods, ``(width, m)``, entries >= 0 (checked by
+        the engine).  Returns ``(B, shift)``: ``B`` of shape ``(*shape, m)``, each case's
+        maximum 1 (all zero for impossible cases), and ``shift`` the per-case log factor taken
+        out (0 when impossible, or for a single finding multiplied in directly).
+
+        Rows are told apart by their segment sums of ``x`` and ``x**2``: with entries >= 0 a
+        segment is one-hot iff both are 1 and all ones iff both equal its length (anything
+        else is soft evidence).  Without zero table entries the product ``W @ x`` is taken on
+        the raw rows and each unobserved finding's column sum of ``W`` subtracted; with zeros
+        (``NEG`` entries, which must not cancel) the non-hard segments are zeroed first.
         """
         m = x.shape[1]
         if self.linear:
@@ -106,13 +116,26 @@ class FindingBlock:
                 else:
                     b *= f
             return b.reshape(self.shape + (m,)), 0.0
-        logb = self.logw_t @ xh
-        if soft is not None:
+        s1 = self.segments @ x  # per-finding sums (a 0/1 matrix product beats reduceat)
+        s2 = self.segments @ (x * x)
+        hard = (s1 == 1.0) & (s2 == 1.0)
+        unobserved = (s1 == self.cards_col) & (s2 == self.cards_col)
+        soft = ~(hard | unobserved)
+        if self.has_zero:
+            logb = self.logw_t @ (x * np.repeat(hard, self.cards, axis=0))
+        else:
+            logb = self.logw_t @ x
+            logb -= self.colsum_t @ unobserved.astype(np.float64)
+        if soft.any():
             for j in np.flatnonzero(soft.any(axis=1)):
                 cols = np.flatnonzero(soft[j])
                 lo, hi = self.offsets[j], self.offsets[j + 1]
+                xs = x[lo:hi, cols]
                 with np.errstate(divide="ignore"):
-                    logb[:, cols] += np.log(self.lin_t[:, lo:hi] @ x[lo:hi, cols])
+                    fix = np.log(self.lin_t[:, lo:hi] @ xs)
+                if not self.has_zero:  # take out what W @ x put there
+                    fix -= self.logw_t[:, lo:hi] @ xs
+                logb[:, cols] += fix
         mx = logb.max(axis=0)
         ok = mx > IMPOSSIBLE
         if ok.all():
@@ -125,21 +148,3 @@ class FindingBlock:
                 np.exp(logb, out=logb)
             logb[:, ~ok] = 0.0
         return logb.reshape(self.shape + (m,)), mx
-
-
-def classify_rows(x: np.ndarray, offsets: np.ndarray, cards: np.ndarray):
-    """Split likelihood rows of concatenated findings into hard, unobserved and soft.
-
-    ``x`` is batch-last, ``(C, N)``, finding ``j`` occupying rows ``offsets[j]:offsets[j+1]``.
-    Returns ``(xh, soft)``: ``xh`` is ``x`` with every segment that is not one-hot set to
-    zero, ``soft`` an ``(n_findings, N)`` mask of segments that are neither one-hot nor all
-    ones (None when there are none).
-    """
-    starts = offsets[:-1]
-    binary = np.logical_and.reduceat((x == 0.0) | (x == 1.0), starts, axis=0)
-    total = np.add.reduceat(x, starts, axis=0)
-    hard = binary & (total == 1.0)
-    unobserved = binary & (total == cards[:, None])
-    soft = ~(hard | unobserved)
-    xh = x * np.repeat(hard, cards, axis=0)
-    return xh, (soft if soft.any() else None)

@@ -178,34 +178,51 @@ class Contraction:
 
     def _elementwise(self, a: _Op, b: _Op, keep: tuple) -> _Op:
         """Broadcast product of two operands (at least one per case) into a fresh C-ordered
-        buffer, then sum the labels not kept."""
-        full = tuple(dict.fromkeys(a.labels + b.labels))
+        buffer, then sum the labels not kept.
+
+        The buffer puts the summed labels first, so the sum adds contiguous slabs; an operand
+        whose axes must be permuted is first copied into that order when it is much smaller
+        than the product (a strided read costs about twice a contiguous one)."""
+        both = tuple(dict.fromkeys(a.labels + b.labels))
+        full = tuple(v for v in both if v not in keep) + tuple(v for v in both if v in keep)
         shape = tuple(self.cards[v] for v in full)
+        n_summed = sum(1 for v in full if v not in keep)
+        total = math.prod(shape)
 
         def view(op: _Op):
             perm = [op.labels.index(v) for v in full if v in op.labels]
             idx = tuple(slice(None) if v in op.labels else None for v in full)
             if op.static is None:
-                return tuple(perm) + (len(op.labels),), idx + (slice(None),), None
+                copy = perm != sorted(perm) and 4 * self._size(op.labels) <= total
+                return tuple(perm) + (len(op.labels),), idx + (slice(None),), None, copy
             arr = op.static.transpose(perm)[idx][..., None]
-            return None, None, np.ascontiguousarray(arr)
+            return None, None, np.ascontiguousarray(arr), False
 
-        pa, ia, ca = view(a)
-        pb, ib, cb = view(b)
-        summed = tuple(i for i, v in enumerate(full) if v not in keep)
+        pa, ia, ca, cpa = view(a)
+        pb, ib, cb, cpb = view(b)
+        summed_size = math.prod(shape[:n_summed])
         out_labels = tuple(v for v in full if v in keep)
+        out_shape = shape[n_summed:]
 
-        def step(*xs, pa=pa, ia=ia, ca=ca, pb=pb, ib=ib, cb=cb, shape=shape, summed=summed):
+        def prep(x, perm, idx, copy):
+            x = x.transpose(perm)
+            if copy:
+                x = np.ascontiguousarray(x)
+            return x[idx]
+
+        def step(*xs, pa=pa, ia=ia, ca=ca, pb=pb, ib=ib, cb=cb, shape=shape):
             it = iter(xs)
-            xa = ca if ca is not None else next(it).transpose(pa)[ia]
-            xb = cb if cb is not None else next(it).transpose(pb)[ib]
+            xa = ca if ca is not None else prep(next(it), pa, ia, cpa)
+            xb = cb if cb is not None else prep(next(it), pb, ib, cpb)
             n = max(xa.shape[-1], xb.shape[-1])
             out = np.multiply(xa, xb, out=np.empty(shape + (n,)))
-            return out.sum(axis=summed) if summed else out
+            if not n_summed:
+                return out
+            return out.reshape(summed_size, -1).sum(axis=0).reshape(out_shape + (n,))
         args = tuple(op.src for op in (a, b) if op.static is None)
         slot = self._new_slot()
         self.steps.append((step, args, slot))
-        self.largest = max(self.largest, math.prod(shape))
+        self.largest = max(self.largest, total)
         return _Op(out_labels, src=slot)
 
     # ------------------------------------------------------------------ running

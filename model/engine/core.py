@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import opt_einsum as oe
 
-from .blocks import LINEAR_MAX, FindingBlock, classify_rows
+from .blocks import LINEAR_MAX, SMALL_SCOPE, FindingBlock
 from .contraction import Contraction, blas_controller, normalise
 from .forest import build_forest
 from .single import SingleCasePlan
@@ -335,20 +335,21 @@ class JunctionTreeEngine:
         n = 1 if n is None else n
         if not arrs or n == 0:
             return dict(arrs), n
-        # One pass over all values (a handful of numpy calls however many variables).
         names = list(arrs)
-        flat = np.concatenate([arrs[v].reshape(-1) for v in names])
-        if not (np.isfinite(flat).all() and (flat >= 0).all()):
-            for v in names:
-                a = arrs[v]
-                if not np.all(np.isfinite(a)) or np.any(a < 0):
-                    raise ValueError(f"likelihood of {v!r} has negative or non-finite entries")
-        sizes = [arrs[v].size for v in names]
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        ones = np.logical_and.reduceat(flat == 1.0, starts).tolist()
+        if n <= 64:  # small arrays: one concatenation, a handful of numpy calls in all
+            flat = np.concatenate([arrs[v].reshape(-1) for v in names])
+            sizes = [arrs[v].size for v in names]
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            lo = np.minimum.reduceat(flat, starts).tolist()
+            hi = np.maximum.reduceat(flat, starts).tolist()
+        else:  # large arrays: two reductions per variable, no copy
+            lo = [float(arrs[v].min()) for v in names]
+            hi = [float(arrs[v].max()) for v in names]
         out = {}
-        for v, all_ones in zip(names, ones):
-            if all_ones:
+        for v, a_lo, a_hi in zip(names, lo, hi):
+            if not (a_lo >= 0.0 and a_hi < math.inf):  # also catches NaN
+                raise ValueError(f"likelihood of {v!r} has negative or non-finite entries")
+            if a_lo == 1.0 and a_hi == 1.0:
                 continue  # unobserved everywhere: no information
             out[v] = arrs[v]  # (card,) shared by every case, or (N, card)
         return out, n
@@ -369,14 +370,16 @@ class JunctionTreeEngine:
     def _run_chunks(self, plan: _Plan, lik: dict, n: int):
         chunk = max(1, min(self.max_chunk, self.max_elements // max(plan.per_case, 1)))
         # Per-case arrays are laid out batch-last: (*states, N).
-        lik_t = {v: (np.repeat(a[:, None], n, axis=1) if a.ndim == 1 else np.ascontiguousarray(a.T))
-                 for v, a in lik.items()}
-        ev = None
-        if plan.blocks:
-            cards = np.array([c for b in plan.blocks for c in b.cards])
-            xall = np.concatenate([lik_t[f] for f in plan.leaf_order], axis=0)
-            xh, soft = classify_rows(xall, np.concatenate([[0], np.cumsum(cards)]), cards)
-            ev = (xall, xh, soft)
+        leaves = set(plan.leaf_order)
+
+        def batch_last(a):
+            return np.broadcast_to(a[:, None], (a.shape[0], n)) if a.ndim == 1 else a.T
+
+        lik_t = {v: np.ascontiguousarray(batch_last(a)) for v, a in lik.items()
+                 if v not in leaves}
+        # per block: its findings' likelihood rows, batch-last
+        ev = [np.concatenate([batch_last(lik[f]) for f in b.findings], axis=0)
+              for b in plan.blocks]
         bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
         pool = _pool(self.threads) if len(bounds) > 1 else None
         if pool is None:
@@ -405,17 +408,10 @@ class JunctionTreeEngine:
         part = {v: a[:, start:stop] for v, a in lik_t.items()}
         msgs: dict = {}
         lz = np.zeros(m)
-        if ev is not None:
-            xall, xh, soft = ev
-            col = nf = 0
-            for bi, b in enumerate(plan.blocks):
-                w, k = b.width, len(b.findings)
-                pot, shift = b.potential(
-                    xh[col:col + w, start:stop], xall[col:col + w, start:stop],
-                    None if soft is None else soft[nf:nf + k, start:stop])
-                msgs[("block", bi)] = pot
-                lz += shift
-                col, nf = col + w, nf + k
+        for bi, (b, x) in enumerate(zip(plan.blocks, ev)):
+            pot, shift = b.potential(x[:, start:stop])
+            msgs[("block", bi)] = pot
+            lz += shift
         outs = {}
         with np.errstate(divide="ignore", invalid="ignore"):
             for edge, con, is_collect in plan.schedule:
@@ -501,7 +497,7 @@ class JunctionTreeEngine:
                 "largest_intermediate_per_case": p.per_case}
 
 
-def _group_leaves(leaves, parents, size, small: int = 64):
+def _group_leaves(leaves, parents, size, small: int = SMALL_SCOPE):
     """Split the leaves held by one node into blocks.
 
     Leaves with the same parents form a group; two groups are merged (smallest union first)
@@ -528,7 +524,8 @@ def _group_leaves(leaves, parents, size, small: int = 64):
         items = [it for k, it in enumerate(items) if k not in (i, j)] + [merged]
     out = []
     for _, fs in items:  # a few findings go in one by one (see FindingBlock.linear)
-        out.extend([[f] for f in fs] if len(fs) <= LINEAR_MAX else [fs])
+        small = size(frozenset(p for f in fs for p in parents[f])) <= SMALL_SCOPE
+        out.extend([fs] if small or len(fs) > LINEAR_MAX else [[f] for f in fs])
     return out
 
 
