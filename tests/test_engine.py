@@ -401,7 +401,10 @@ def test_many_findings_do_not_underflow(n_children):
     np.testing.assert_allclose(res.marginals["R"][0], np.exp(logp - ref_logz), atol=1e-12)
 
 
-def test_long_chain_with_every_node_observed():
+@pytest.mark.parametrize("batch", [1, 3])
+def test_long_chain_with_every_node_observed(batch):
+    """P(e) ~ 1e-300 or less: a single case, and a batch (whose first, unscaled pass
+    underflows and is redone with scaled messages)."""
     n = 800
     variables = [f"X{i}" for i in range(n)]
     cards = {v: 3 for v in variables}
@@ -414,15 +417,19 @@ def test_long_chain_with_every_node_observed():
     eng = InferenceEngine(variables, cards, parents, tables)
     states = rng.integers(0, 3, n)
     soft = {v: np.eye(3)[states[i]] * 0.9 + 0.05 for i, v in enumerate(variables)}
+    if batch > 1:
+        soft = {v: np.tile(L, (batch, 1)) for v, L in soft.items()}
     res = eng.query(soft, [variables[0], variables[n // 2], variables[-1]])
+    soft = {v: L.reshape(-1, 3)[0] for v, L in soft.items()}
     # log-space forward algorithm reference
     la = np.log(tables["X0"]) + np.log(soft["X0"])
     for i, v in enumerate(variables[1:], 1):
         la = np.logaddexp.reduce(np.log(tables[v]) + la[None, :], axis=1) + np.log(soft[v])
     ref = np.logaddexp.reduce(la)
     assert ref < -700
-    assert res.log_evidence[0] == pytest.approx(ref, rel=1e-12)
-    np.testing.assert_allclose(res.marginals[variables[-1]][0], np.exp(la - ref), atol=1e-12)
+    for i in range(batch):
+        assert res.log_evidence[i] == pytest.approx(ref, rel=1e-12)
+        np.testing.assert_allclose(res.marginals[variables[-1]][i], np.exp(la - ref), atol=1e-12)
 
 
 def test_validation_errors():

@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["FindingBlock", "NEG", "IMPOSSIBLE"]
+__all__ = ["FindingBlock", "group_leaves", "NEG", "IMPOSSIBLE"]
 
 #: log of a zero table entry: finite, so that an unobserved finding (X = 0) adds exactly 0
 NEG = -1e300
@@ -91,49 +91,56 @@ class FindingBlock:
         """Number of evidence columns (sum of the findings' cards)."""
         return int(self.offsets[-1])
 
-    def potential(self, x: np.ndarray):
-        """Per-case potential over ``vars`` and the log of the shift taken out of it.
+    def prepare(self, x: np.ndarray):
+        """Sort a batch's rows into hard, unobserved and soft, once per query.
 
-        ``x`` is the block's batch-last likelihoods, ``(width, m)``, entries >= 0 (checked by
-        the engine).  Returns ``(B, shift)``: ``B`` of shape ``(*shape, m)``, each case's
-        maximum 1 (all zero for impossible cases), and ``shift`` the per-case log factor taken
-        out (0 when impossible, or for a single finding multiplied in directly).
-
-        Rows are told apart by their segment sums of ``x`` and ``x**2``: with entries >= 0 a
-        segment is one-hot iff both are 1 and all ones iff both equal its length (anything
-        else is soft evidence).  Without zero table entries the product ``W @ x`` is taken on
-        the raw rows and each unobserved finding's column sum of ``W`` subtracted; with zeros
-        (``NEG`` entries, which must not cancel) the non-hard segments are zeroed first.
+        ``x`` is the block's batch-last likelihoods, ``(width, N)``, entries >= 0 (checked by
+        the engine).  With entries >= 0 a segment is one-hot iff its sum and its sum of
+        squares are 1, and all ones iff both equal its length; anything else is soft
+        evidence.  Without zero table entries the product ``W @ x`` is later taken on the raw
+        rows and each unobserved finding's column sum of ``W`` subtracted; with zeros
+        (``NEG`` entries, which must not cancel) the non-hard segments are zeroed here.
+        Returns the state :meth:`potential` reads.
         """
-        m = x.shape[1]
         if self.linear:
-            b = None
-            for j in range(len(self.findings)):
-                lo, hi = self.offsets[j], self.offsets[j + 1]
-                f = self.lin_t[:, lo:hi] @ x[lo:hi]
-                if b is None:
-                    b = f
-                else:
-                    b *= f
-            return b.reshape(self.shape + (m,)), 0.0
+            return x, None, None, x
         s1 = self.segments @ x  # per-finding sums (a 0/1 matrix product beats reduceat)
         s2 = self.segments @ (x * x)
         hard = (s1 == 1.0) & (s2 == 1.0)
         unobserved = (s1 == self.cards_col) & (s2 == self.cards_col)
         soft = ~(hard | unobserved)
+        soft = soft if soft.any() else None
         if self.has_zero:
-            logb = self.logw_t @ (x * np.repeat(hard, self.cards, axis=0))
-        else:
-            logb = self.logw_t @ x
-            logb -= self.colsum_t @ unobserved.astype(np.float64)
-        if soft.any():
+            return x * np.repeat(hard, self.cards, axis=0), None, soft, x
+        return x, unobserved.astype(np.float64), soft, x
+
+    def potential(self, state, start: int, stop: int):
+        """Per-case potential over ``vars`` for cases ``start:stop``, and the log of the shift
+        taken out of it.
+
+        ``state`` comes from :meth:`prepare`.  Returns ``(B, shift)``: ``B`` of shape
+        ``(*shape, m)``, each case's maximum 1 (all zero for impossible cases), and ``shift``
+        the per-case log factor taken out (0 when impossible, or for a single finding
+        multiplied in directly).
+        """
+        xu, unobserved, soft, raw = state
+        x = xu[:, start:stop]
+        m = stop - start
+        if self.linear:
+            b = self.lin_t @ x
+            return b.reshape(self.shape + (m,)), 0.0
+        logb = self.logw_t @ x
+        if unobserved is not None:
+            logb -= self.colsum_t @ unobserved[:, start:stop]
+        if soft is not None and soft[:, start:stop].any():
+            soft = soft[:, start:stop]
             for j in np.flatnonzero(soft.any(axis=1)):
                 cols = np.flatnonzero(soft[j])
                 lo, hi = self.offsets[j], self.offsets[j + 1]
-                xs = x[lo:hi, cols]
+                xs = raw[lo:hi, start:stop][:, cols]
                 with np.errstate(divide="ignore"):
                     fix = np.log(self.lin_t[:, lo:hi] @ xs)
-                if not self.has_zero:  # take out what W @ x put there
+                if unobserved is not None:  # take out what W @ x put there
                     fix -= self.logw_t[:, lo:hi] @ xs
                 logb[:, cols] += fix
         mx = logb.max(axis=0)
@@ -148,3 +155,35 @@ class FindingBlock:
                 np.exp(logb, out=logb)
             logb[:, ~ok] = 0.0
         return logb.reshape(self.shape + (m,)), mx
+
+
+def group_leaves(leaves, parents, size, small: int = SMALL_SCOPE):
+    """Split the leaves held by one node into blocks.
+
+    Leaves with the same parents form a group; two groups are merged (smallest union first)
+    while one's parents contain the other's, or the union has at most ``small`` states: a
+    block's per-case potential is never larger than the largest table it stacks (or tiny).
+    """
+    groups: dict[frozenset, list[str]] = {}
+    for f in leaves:
+        groups.setdefault(frozenset(parents[f]), []).append(f)
+    items = list(groups.items())
+    while len(items) > 1:
+        best = None
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                un = items[i][0] | items[j][0]
+                su = size(un)
+                if su <= small or su <= max(size(items[i][0]), size(items[j][0])):
+                    if best is None or su < best[0]:
+                        best = (su, i, j, un)
+        if best is None:
+            break
+        _, i, j, un = best
+        merged = (un, items[i][1] + items[j][1])
+        items = [it for k, it in enumerate(items) if k not in (i, j)] + [merged]
+    out = []
+    for _, fs in items:  # a few findings go in one by one (see FindingBlock.linear)
+        small = size(frozenset(p for f in fs for p in parents[f])) <= SMALL_SCOPE
+        out.extend([fs] if small or len(fs) > LINEAR_MAX else [[f] for f in fs])
+    return out

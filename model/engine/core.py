@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import opt_einsum as oe
 
-from .blocks import LINEAR_MAX, SMALL_SCOPE, FindingBlock
+from .blocks import FindingBlock, group_leaves
 from .contraction import Contraction, blas_controller, normalise
 from .forest import build_forest
 from .single import SingleCasePlan
@@ -28,6 +28,8 @@ _SINGLE_THREAD_FROM = 64
 DEFAULT_MAX_CHUNK = 4096
 #: Element budget for the largest intermediate array of one chunk (8 bytes each).
 DEFAULT_MAX_ELEMENTS = 1 << 18
+#: An unscaled chunk (see _run_chunk) whose root mass falls below this for a case is redone.
+_UNSCALED_MIN = 1e-250
 #: A junction-tree node gets at most this many children (helper nodes take the rest).
 _MAX_CHILDREN = 3
 
@@ -135,7 +137,7 @@ class JunctionTreeEngine:
         tabs, liks, tset, size = fo.tabs, fo.liks, fo.tset, fo.size
         blocks: list[tuple[int, FindingBlock]] = []
         for h in sorted(fo.leaf_groups):
-            for group in _group_leaves(fo.leaf_groups[h], self.parents, size):
+            for group in group_leaves(fo.leaf_groups[h], self.parents, size):
                 blocks.append((h, FindingBlock(group, self.cards, self.parents, self.tables,
                                                self._rank)))
 
@@ -377,15 +379,19 @@ class JunctionTreeEngine:
 
         lik_t = {v: np.ascontiguousarray(batch_last(a)) for v, a in lik.items()
                  if v not in leaves}
-        # per block: its findings' likelihood rows, batch-last
-        ev = [np.concatenate([batch_last(lik[f]) for f in b.findings], axis=0)
+        # per block: its findings' likelihood rows (batch-last), sorted into hard/missing/soft
+        ev = [b.prepare(np.concatenate([batch_last(lik[f]) for f in b.findings], axis=0))
               for b in plan.blocks]
+        # Messages need no per-case scaling when no per-case input exceeds 1 (see _run_chunk).
+        scaled = any(float(a.max(initial=0.0)) > 1.0 for a in lik_t.values()) or any(
+            b.linear and float(state[0].max(initial=0.0)) > 1.0
+            for b, state in zip(plan.blocks, ev))
         bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
         pool = _pool(self.threads) if len(bounds) > 1 else None
         if pool is None:
-            parts = [self._run_chunk(plan, lik_t, ev, a, b) for a, b in bounds]
+            parts = [self._run_chunk(plan, lik_t, ev, a, b, scaled) for a, b in bounds]
         else:
-            parts = list(pool.map(lambda ab: self._run_chunk(plan, lik_t, ev, *ab), bounds))
+            parts = list(pool.map(lambda ab: self._run_chunk(plan, lik_t, ev, *ab, scaled), bounds))
         outs: dict = {k: [p[0][k] for p in parts] for _, readers in plan.groups
                       for k, _ in readers}
         logz = np.concatenate([p[1] for p in parts]) if parts else np.empty(0)
@@ -402,30 +408,43 @@ class JunctionTreeEngine:
             res[k] = r
         return res, logz, possible
 
-    def _run_chunk(self, plan: _Plan, lik_t: dict, ev, start: int, stop: int):
-        """Propagate cases ``start:stop``; return ({key: (m, ...) posterior}, log P(e))."""
+    def _run_chunk(self, plan: _Plan, lik_t: dict, ev, start: int, stop: int,
+                   scaled: bool = True):
+        """Propagate cases ``start:stop``; return ({key: (m, ...) posterior}, log P(e)).
+
+        ``scaled=False`` skips dividing every message by its per-case total.  It is only
+        asked for when every per-case input is at most 1 (then no intermediate can overflow,
+        and one that underflows carries less than 1e-308 of mass into results that sum to
+        the root's mass); a chunk in which some case's root mass falls below 1e-250 (deep
+        underflow, or impossible evidence) is run again scaled.
+        """
         m = stop - start
         part = {v: a[:, start:stop] for v, a in lik_t.items()}
         msgs: dict = {}
         lz = np.zeros(m)
-        for bi, (b, x) in enumerate(zip(plan.blocks, ev)):
-            pot, shift = b.potential(x[:, start:stop])
+        for bi, (b, state) in enumerate(zip(plan.blocks, ev)):
+            pot, shift = b.potential(state, start, stop)
             msgs[("block", bi)] = pot
             lz += shift
         outs = {}
         with np.errstate(divide="ignore", invalid="ignore"):
             for edge, con, is_collect in plan.schedule:
-                msg, tot = normalise(con(part, msgs, m))
+                msg = con(part, msgs, m)
+                if scaled:
+                    msg, tot = normalise(msg)
+                    if is_collect:
+                        lz += np.log(tot)
                 msgs[edge] = msg
-                if is_collect:
-                    lz += np.log(tot)
             joints = [con(part, msgs, m) for con, _ in plan.groups]
             for kind, x in plan.roots:
                 if kind == "own":
-                    lz += np.log(x(part, msgs, m).reshape(m))
+                    mass = x(part, msgs, m).reshape(m)
                 else:
                     j = joints[x]
-                    lz += np.log(j.reshape(-1, m).sum(axis=0) if j.ndim > 1 else j)
+                    mass = j.reshape(-1, m).sum(axis=0) if j.ndim > 1 else j
+                if not scaled and not (mass >= _UNSCALED_MIN).all():
+                    return self._run_chunk(plan, lik_t, ev, start, stop, scaled=True)
+                lz += np.log(mass)
             for j, (_, readers) in zip(joints, plan.groups):
                 for k, axes in readers:
                     r = j.sum(axis=axes) if axes else j
@@ -495,38 +514,6 @@ class JunctionTreeEngine:
         p = self._plan(frozenset(evidence), tuple(dict.fromkeys(targets)))
         return {"nodes": p.n_nodes, "messages": len(p.schedule), "largest_node": p.max_scope,
                 "largest_intermediate_per_case": p.per_case}
-
-
-def _group_leaves(leaves, parents, size, small: int = SMALL_SCOPE):
-    """Split the leaves held by one node into blocks.
-
-    Leaves with the same parents form a group; two groups are merged (smallest union first)
-    while one's parents contain the other's, or the union has at most ``small`` states: a
-    block's per-case potential is never larger than the largest table it stacks (or tiny).
-    """
-    groups: dict[frozenset, list[str]] = {}
-    for f in leaves:
-        groups.setdefault(frozenset(parents[f]), []).append(f)
-    items = list(groups.items())
-    while len(items) > 1:
-        best = None
-        for i in range(len(items)):
-            for j in range(i + 1, len(items)):
-                un = items[i][0] | items[j][0]
-                su = size(un)
-                if su <= small or su <= max(size(items[i][0]), size(items[j][0])):
-                    if best is None or su < best[0]:
-                        best = (su, i, j, un)
-        if best is None:
-            break
-        _, i, j, un = best
-        merged = (un, items[i][1] + items[j][1])
-        items = [it for k, it in enumerate(items) if k not in (i, j)] + [merged]
-    out = []
-    for _, fs in items:  # a few findings go in one by one (see FindingBlock.linear)
-        small = size(frozenset(p for f in fs for p in parents[f])) <= SMALL_SCOPE
-        out.extend([fs] if small or len(fs) > LINEAR_MAX else [[f] for f in fs])
-    return out
 
 
 _POOLS: dict = {}
