@@ -35,9 +35,9 @@ __all__ = ["FindingBlock", "group_leaves", "NEG", "IMPOSSIBLE"]
 NEG = -1e300
 #: a potential row whose maximum is below this has no possible configuration
 IMPOSSIBLE = -1e250
-#: at most this many findings over a large scope go in one by one (direct products, no exp)
-LINEAR_MAX = 3
-#: a block over at most this many states takes all its findings in log space (exp is cheap)
+#: blocks of at most this many findings multiply their tables directly (no log, no exp)
+LINEAR_MAX = 6
+#: groups of findings are merged into one block while their parents span at most this many states
 SMALL_SCOPE = 64
 
 
@@ -77,14 +77,19 @@ class FindingBlock:
         self.offsets = np.concatenate([[0], np.cumsum(self.cards)]).astype(int)
         self.cards_col = np.array(self.cards, dtype=np.float64)[:, None]
         self.has_zero = bool((self.lin == 0).any())
+        self.segment_bounds = list(zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist()))
         self.segments = np.zeros((len(self.cards), int(self.offsets[-1])))
         for j in range(len(self.cards)):
             self.segments[j, self.offsets[j]:self.offsets[j + 1]] = 1.0
         # per finding, the sum of its log rows (what an all-ones row adds to W @ x)
         self.colsum_t = np.ascontiguousarray(np.stack(
             [logw[a:b].sum(axis=0) for a, b in zip(self.offsets[:-1], self.offsets[1:])]).T)
-        # A single finding is multiplied in directly (one matrix product, no exp).
-        self.linear = len(self.findings) == 1
+        # A few findings are multiplied in directly (a matrix product each, no exp), as long
+        # as their smallest entries cannot underflow together.
+        positive = self.lin[self.lin > 0]
+        tiny = float(positive.min()) if positive.size else 1.0
+        k = len(self.findings)
+        self.linear = k <= LINEAR_MAX and k * math.log10(tiny) > -280
 
     @property
     def width(self) -> int:
@@ -127,7 +132,13 @@ class FindingBlock:
         x = xu[:, start:stop]
         m = stop - start
         if self.linear:
-            b = self.lin_t @ x
+            b = None
+            for lo, hi in self.segment_bounds:
+                f = self.lin_t[:, lo:hi] @ x[lo:hi]
+                if b is None:
+                    b = f
+                else:
+                    b *= f
             return b.reshape(self.shape + (m,)), 0.0
         logb = self.logw_t @ x
         if unobserved is not None:
@@ -161,8 +172,10 @@ def group_leaves(leaves, parents, size, small: int = SMALL_SCOPE):
     """Split the leaves held by one node into blocks.
 
     Leaves with the same parents form a group; two groups are merged (smallest union first)
-    while one's parents contain the other's, or the union has at most ``small`` states: a
-    block's per-case potential is never larger than the largest table it stacks (or tiny).
+    while their union has at most ``small`` states.  Merging a group into one over more
+    parents would make every one of its findings pay for the larger scope (an ``exp`` per
+    state and case in log space), so larger groups stay apart and the contraction planner
+    multiplies them in where it is cheapest.
     """
     groups: dict[frozenset, list[str]] = {}
     for f in leaves:
@@ -174,16 +187,11 @@ def group_leaves(leaves, parents, size, small: int = SMALL_SCOPE):
             for j in range(i + 1, len(items)):
                 un = items[i][0] | items[j][0]
                 su = size(un)
-                if su <= small or su <= max(size(items[i][0]), size(items[j][0])):
-                    if best is None or su < best[0]:
-                        best = (su, i, j, un)
+                if su <= small and (best is None or su < best[0]):
+                    best = (su, i, j, un)
         if best is None:
             break
         _, i, j, un = best
         merged = (un, items[i][1] + items[j][1])
         items = [it for k, it in enumerate(items) if k not in (i, j)] + [merged]
-    out = []
-    for _, fs in items:  # a few findings go in one by one (see FindingBlock.linear)
-        small = size(frozenset(p for f in fs for p in parents[f])) <= SMALL_SCOPE
-        out.extend([fs] if small or len(fs) > LINEAR_MAX else [[f] for f in fs])
-    return out
+    return [fs for _, fs in items]
