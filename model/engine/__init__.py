@@ -6,58 +6,58 @@ particular domain: it takes a network as plain tables (``InferenceEngine(variabl
 parents, tables)``) or converts a pgmpy ``DiscreteBayesianNetwork`` (``from_pgmpy``).  pgmpy is
 not used at run time.
 
-Modules: :mod:`.triangulate` (pruning, moral graph, elimination orders, junction forest),
-:mod:`.contraction` (batched numpy kernels), :mod:`.core` (plans, propagation, public API).
-The design, with measured figures, is described in ``docs/engine.md``.
+Modules: :mod:`.api` (``InferenceEngine``: support merge, then the junction tree),
+:mod:`.support` (merging near-deterministic structure), :mod:`.forest` (pruning, leaf
+findings, triangulation via :mod:`.triangulate`, rooting), :mod:`.blocks` (leaf findings
+absorbed per node), :mod:`.contraction` (batched numpy kernels and their path search),
+:mod:`.core` (batched plans, propagation, chunking, public API) and :mod:`.single` (plans for
+one case).  The design, with measured figures, is described in ``docs/engine.md``.
 
 Evidence as likelihoods
 -----------------------
 Every finding is a *likelihood vector* ``L_v`` over the states of ``v``: a one-hot row is hard
 evidence, any non-negative row is soft (virtual) evidence, and an all-ones row means "not
 observed".  Because a case-specific missing finding is just an all-ones row, all cases of a
-batch share one compiled plan whatever subset of findings each case observes, and the whole
-batch goes through the same few vectorised numpy calls.  ``P(e) = sum_x P(x) prod_v L_v(x_v)``.
+batch share one compiled plan whatever subset of findings each case observes.
+``P(e) = sum_x P(x) prod_v L_v(x_v)``.
 
-Algorithm: Shafer-Shenoy propagation on a junction forest, with a leading batch axis
--------------------------------------------------------------------------------------
+Algorithm: Shafer-Shenoy propagation on a junction forest, batch axis last
+--------------------------------------------------------------------------
 A *plan* is compiled once per (set of variables carrying likelihoods, targets) and cached:
 
-1. **Pruning.**  Only ancestors of evidence and target variables matter; every other node is
-   barren (its table sums to one) and is dropped.  Likelihoods that are all ones in every case
-   are dropped before the plan is looked up, so "nothing observed" costs nothing.
-2. **Triangulation.**  The pruned network is moralised and eliminated greedily twice, by
-   *min-fill* (ties: min-weight) and by *min-weight* (ties: min-fill), final ties by network
-   order (deterministic); the order whose cliques have the smallest total state space is kept.
-3. **Junction forest.**  The clique of each eliminated ``v`` is attached to the clique of the
-   first-eliminated of its other members (running intersection holds) and cliques contained
-   in a neighbour are merged away.  Each table and likelihood is assigned to the smallest
-   clique holding its family.  Each tree is rooted at the node holding the most targets.  A
-   node with more than three children gets factor-free *helper* nodes, built by repeatedly
-   pairing the two child groups whose separators have the smallest union; this bounds how many
-   messages one step multiplies (so propagation stays linear in the number of findings, and a
-   star of 60 findings around one clique cannot underflow).
-4. **Messages as contractions.**  The message ``u -> w`` is one einsum over the batch:
-   ``u``'s tables x its likelihoods x messages into ``u`` from every neighbour but ``w``,
-   summed down to the separator.  Each is a :class:`.contraction.Contraction`: a pairwise path
-   chosen by opt_einsum at compile time, run with kernels picked per index pattern
-   (stacked matmul / in-place absorb / broadcast outer product).  A clique's full table is
-   never built unless the path needs it.
-5. **Collect / distribute.**  Messages flow leaves -> root (collect), then root -> the nodes
-   that hold targets only (distribute).  Each target goes to the node containing it that is
-   cheapest to reach; all targets held by one node are read from a single contraction to their
-   joint (for the root, the same joint gives ``log P(e)``).  ``joint(a, b)`` compiles a plan in
-   which ``a`` and ``b`` were made adjacent before triangulation, so they share a clique.
+1. **Pruning.**  Only ancestors of evidence and targets matter; other nodes are barren.
+   Likelihoods that are all ones in every case are dropped before the plan is looked up.
+2. **Leaf findings.**  Evidence variables with no children left (and not targets) stay out of
+   the tree: their parents are married, and the findings held by one node are absorbed as
+   *blocks* (:mod:`.blocks`): a few findings as direct products of table columns, many as one
+   matrix product in log space (``X @ log W``), shifted per case before ``exp``.
+3. **Triangulation and junction forest** of the remaining *core* (min-fill / min-weight, the
+   order with the smallest total clique size; cliques contained in a neighbour merged), each
+   tree rooted at the node holding most targets; busy nodes get factor-free helper nodes.
+4. **Messages as contractions** (:class:`.contraction.Contraction`): per-case arrays are laid
+   out ``(*states, N)``, so numpy's inner loops run along the cases; the pairwise order is
+   chosen by dynamic programming over subsets with a cost model of the kernels (BLAS gemm for
+   a static table times a per-case array, ``numpy.einsum`` for products with a sum, broadcast
+   products otherwise); products of static tables are computed at compile time.
+5. **Collect / distribute**: leaves to roots, then roots to the nodes holding targets; targets
+   held by one node are read from one joint, which at a root also gives ``log P(e)``.
+   ``joint(a, b)`` compiles a plan in which ``a`` and ``b`` share a clique.
 
-Scaling.  Every message is divided, per case, by its sum over the separator; the logs of the
-collect-phase divisors plus the log of the mass at each root give ``log P(e)``, and nothing
-underflows however many findings are observed.  An impossible case gets zero messages: its
-divisors are left at one, ``log_evidence`` is ``-inf``, ``possible`` is False and its marginal
-rows are NaN; other cases of the batch are unaffected.
+One case (``N == 1``) runs on a :class:`.single.SingleCasePlan` instead: one dense potential
+per node (static tables x ``exp`` of the node's evidence rows), evidence-free parts computed at
+compile time, about 100 microseconds on the default network.
 
-Chunking.  Cases are processed in chunks sized so that the largest intermediate of a chunk
-stays under ``max_elements`` (default 2**20 float64 = 8 MB, which also keeps arrays near the
-cache), at most ``max_chunk`` cases.  Batches of 64+ cases run with BLAS pinned to one thread
-(threadpoolctl): the products are small and many, and OpenBLAS threads only add contention.
+Scaling.  When no per-case input exceeds 1 messages are not rescaled; a chunk in which a
+case's mass falls below 1e-250 (deep underflow, or impossible evidence) is run again with
+every message divided per case by its total, whose logs go into ``log P(e)``.  Nothing
+underflows however many findings are observed.  An impossible case gets ``log_evidence``
+``-inf``, ``possible`` False and NaN marginal rows; other cases are unaffected.
+
+Chunking and threads.  Cases run in chunks sized so that the largest intermediate of a chunk
+stays under ``max_elements`` (default 2**18 float64 = 2 MB, near the cache), on a shared pool
+of ``threads`` workers (default: the machine's cores; numpy releases the GIL in its loops), with
+BLAS pinned to one thread (threadpoolctl): the products are small and many, and idle OpenBLAS
+threads spin on the other core.
 """
 
 from .api import InferenceEngine
