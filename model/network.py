@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import EvidenceError, ImpossibleEvidenceError, did_you_mean
+from .errors import ImpossibleEvidenceError
 from .evidence import Evidence, cases_to_likelihoods, check_variable, to_likelihoods
 from .knowledge import Knowledge, TestGroup, read_knowledge, to_pgmpy
 

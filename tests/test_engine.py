@@ -593,3 +593,39 @@ def eng_model(variables, cards, parents, tables):
         model.add_cpds(TabularCPD(v, cards[v], t, evidence=parents[v] or None,
                                   evidence_card=[cards[p] for p in parents[v]] or None))
     return model
+
+
+def test_one_case_falls_back_to_the_batched_plan_when_dense_potentials_are_too_big():
+    model = example_model("alarm")
+    dense, batched = InferenceEngine.from_pgmpy(model), InferenceEngine.from_pgmpy(model)
+    batched._jt.single_max_elements = 0
+    eng = engine_for("alarm")
+    row = sample_cases(model, 1, seed=9).iloc[0]
+    lik = {v: hard_lik(eng, v, row[v]) for v in ["HR", "BP", "CVP", "SAO2", "EXPCO2"]}
+    targets = ["HYPOVOLEMIA", "LVFAILURE", "INTUBATION", "KINKEDTUBE"]
+    a, b = dense.query(lik, targets), batched.query(lik, targets)
+    assert a.log_evidence[0] == pytest.approx(b.log_evidence[0], abs=1e-12)
+    for t in targets:
+        np.testing.assert_allclose(a.marginals[t], b.marginals[t], atol=1e-12)
+        np.testing.assert_allclose(a.marginals[t][0], ve_posterior(model, dict(
+            (v, row[v]) for v in lik), t), atol=TOL)
+    np.testing.assert_allclose(dense.joint(lik, "HR", "BP"), batched.joint(lik, "HR", "BP"),
+                               atol=1e-12)
+
+
+def test_greedy_contraction_order_gives_the_same_answers(monkeypatch):
+    """Contractions with more operands than the exact path search takes use a greedy order."""
+    import model.engine.contraction as contraction
+
+    model = example_model("alarm")
+    exact = InferenceEngine.from_pgmpy(model)
+    monkeypatch.setattr(contraction, "_DP_MAX", 1)
+    greedy = InferenceEngine.from_pgmpy(model)
+    cases = sample_cases(model, 4, seed=5)
+    obs = ["HR", "BP", "CVP", "SAO2", "EXPCO2", "PRESS", "MINVOL", "HRBP"]
+    lik = {v: np.stack([hard_lik(exact, v, cases.iloc[i][v]) for i in range(4)]) for v in obs}
+    targets = ["HYPOVOLEMIA", "LVFAILURE", "INTUBATION", "KINKEDTUBE", "VENTLUNG"]
+    a, b = exact.query(lik, targets), greedy.query(lik, targets)
+    np.testing.assert_allclose(a.log_evidence, b.log_evidence, atol=1e-9)
+    for t in targets:
+        np.testing.assert_allclose(a.marginals[t], b.marginals[t], atol=1e-12)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from itertools import combinations
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 

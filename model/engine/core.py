@@ -30,6 +30,9 @@ DEFAULT_MAX_CHUNK = 4096
 DEFAULT_MAX_ELEMENTS = 1 << 18
 #: An unscaled chunk (see _run_chunk) whose root mass falls below this for a case is redone.
 _UNSCALED_MIN = 1e-250
+#: Dense single-case plans up to this many node states in all (32 MB); larger run batched.
+DEFAULT_SINGLE_MAX = 1 << 22
+_TOO_BIG = object()
 #: A junction-tree node gets at most this many children (helper nodes take the rest).
 _MAX_CHILDREN = 3
 
@@ -106,6 +109,8 @@ class JunctionTreeEngine:
         self.max_plans = int(max_plans)
         #: chunks of a large batch run on this many threads (default: the machine's cores)
         self.threads = int(threads) if threads else (os.cpu_count() or 1)
+        #: one case uses a dense single-case plan up to this many node states in all
+        self.single_max_elements = DEFAULT_SINGLE_MAX
         self._plans: OrderedDict = OrderedDict()
 
     # ----------------------------------------------------------------------------------------
@@ -134,7 +139,7 @@ class JunctionTreeEngine:
         fo = build_forest(self.variables, self.cards, self.parents, self._rank, evidence,
                           targets, pair)
         scope, parent, order, roots, children = fo.scope, fo.parent, fo.order, fo.roots, fo.children
-        tabs, liks, tset, size = fo.tabs, fo.liks, fo.tset, fo.size
+        tabs, liks, size = fo.tabs, fo.liks, fo.size
         blocks: list[tuple[int, FindingBlock]] = []
         for h in sorted(fo.leaf_groups):
             for group in group_leaves(fo.leaf_groups[h], self.parents, size):
@@ -287,9 +292,13 @@ class JunctionTreeEngine:
                      len(order), max((size(scope[u]) for u in order), default=1),
                      [b for _, b in blocks], leaf_order)
 
-    def _compile_single(self, evidence: frozenset, targets: tuple, pair) -> SingleCasePlan:
+    def _compile_single(self, evidence: frozenset, targets: tuple, pair):
+        """A :class:`SingleCasePlan`, or ``_TOO_BIG`` when its dense node potentials would
+        exceed ``single_max_elements`` states in all (one case then runs the batched plan)."""
         fo = build_forest(self.variables, self.cards, self.parents, self._rank, evidence,
                           targets, pair)
+        if sum(fo.size(sc) for sc in fo.scope.values()) > self.single_max_elements:
+            return _TOO_BIG
         return SingleCasePlan(fo, self.cards, self.parents, self.tables, self._rank,
                               sorted(evidence, key=self._rank.get), targets, pair)
 
@@ -474,6 +483,8 @@ class JunctionTreeEngine:
     def _run_single(self, evidence: frozenset, targets: tuple, pair, lik: dict):
         """One case through a :class:`SingleCasePlan`; same outputs as :meth:`_run`."""
         plan = self._plan(evidence, targets, pair, single=True)
+        if plan is _TOO_BIG:
+            return self._run(self._plan(evidence, targets, pair), lik, 1)
         out = plan.run(lik)
         if out is None:  # impossible evidence
             res = {}
