@@ -157,8 +157,23 @@ def cases_to_likelihoods(
         index = {s: i for i, s in enumerate(valid)}
         arr = np.ones((n, len(valid)))
         col = cases[c].to_numpy(dtype=object)
+        # Fast path: cells that are exactly a state name become one-hot rows in one go; the
+        # rest (blank or missing cells, padded names, soft evidence, mistakes) go one by one.
+        rows = range(n)
+        try:
+            codes = np.fromiter((index.get(v, -1) for v in col), dtype=np.intp, count=n)
+        except TypeError:  # unhashable cells (soft evidence as a mapping)
+            codes = None
         observed = False
-        for r, value in enumerate(col):
+        if codes is not None:
+            hit = np.flatnonzero(codes >= 0)
+            if hit.size:
+                observed = True
+                arr[hit] = 0.0
+                arr[hit, codes[hit]] = 1.0
+            rows = np.flatnonzero((codes < 0) & ~pd.isna(col)).tolist()
+        for r in rows:
+            value = col[r]
             if is_missing(value):
                 continue
             observed = True

@@ -92,6 +92,24 @@ def test_batch_equals_one_case_at_a_time(asia):
     assert res.possible.all()
 
 
+def test_batch_cells_of_every_kind_read_like_single_cases(asia):
+    """Exact names, padded names, blanks, None/NaN/NA and soft evidence in one table: each row
+    gives the posterior of the same evidence asked one case at a time."""
+    cases = pd.DataFrame({
+        "smoke": ["yes", " no ", "", None, np.nan, pd.NA, "no", "yes"],
+        "xray": [None, "yes", "no", " yes", "no", {"yes": 0.2, "no": 0.8}, {"yes": 1.0, "no": 0.5}, None],
+    })
+    res = asia.posterior_batch(cases, targets=["lung", "tub"])
+    for i, row in enumerate(cases.itertuples(index=False)):
+        ev = {k: v for k, v in zip(cases.columns, row)
+              if not (v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+                      or (isinstance(v, str) and not v.strip()))}
+        one = asia.posterior(ev, targets=["lung", "tub"])
+        for t in ("lung", "tub"):
+            np.testing.assert_allclose(res.posteriors[t].iloc[i].to_numpy(), one[t].to_numpy(),
+                                       atol=1e-12)
+
+
 def test_batch_flags_impossible_cases(asia):
     cases = pd.DataFrame({"tub": ["yes", "yes"], "either": ["no", "yes"]})
     with pytest.raises(ImpossibleEvidenceError, match="1 case"):
