@@ -69,6 +69,27 @@ class BatchResult:
             out[f"p_{i + 1}"] = values[np.arange(len(df)), order[:, i]]
         return pd.DataFrame(out, index=df.index)
 
+    def to_frame(self) -> pd.DataFrame:
+        """One flat table: ``possible``, ``log_evidence``, then for each target its most
+        probable state and one ``target=state`` column per state (its posterior).
+
+        Examples
+        --------
+        >>> net = load_network()
+        >>> cases = pd.DataFrame({"babinski": ["present", None]})
+        >>> net.posterior_batch(cases, targets="lesion_type").to_frame().columns[:4].tolist()
+        ['possible', 'log_evidence', 'lesion_type', 'lesion_type=UMN']
+        """
+        parts = [self.possible, self.log_evidence]
+        for t, df in self.posteriors.items():
+            values = df.to_numpy()
+            best = np.where(self.possible.to_numpy(),
+                            df.columns.to_numpy()[np.argmax(np.nan_to_num(values, nan=-1.0), axis=1)],
+                            None)
+            parts.append(pd.Series(best, index=df.index, name=t))
+            parts.append(df.rename(columns=lambda s, t=t: f"{t}={s}"))
+        return pd.concat(parts, axis=1)
+
 
 class Network:
     """A discrete Bayesian network with exact inference.

@@ -84,3 +84,44 @@ def test_console_script_is_installed():
     assert exe.exists() or shutil.which("lesionbn"), "the lesionbn console script is not installed"
     proc = subprocess.run([str(exe), "posterior", "--network", ASIA, "-e", "smok=yes"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Did you mean 'smoke'" in proc.stderr
+
+
+def test_posterior_of_a_case_file(capsys, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from model import load_network
+
+    net = load_network()
+    cases = tmp_path / "cases.csv"
+    pd.DataFrame({"case_id": ["a", "b", "c"], "babinski": ["present", "", "absent"],
+                  "fasciculations": ["", "present", "present"],
+                  "disease": ["stroke", "", "als"]}).to_csv(cases, index=False)
+    out = tmp_path / "post.csv"
+    code, stdout, _ = run(capsys, "posterior", "--cases", str(cases), "--out", str(out),
+                          "-t", "lesion_type", "disease", "--findings-only", "--quiet")
+    assert code == 0 and "wrote posteriors of 3 cases" in stdout
+    table = pd.read_csv(out).set_index("case_id")
+    assert list(table.columns[:3]) == ["possible", "log_evidence", "lesion_type"]
+    findings = {"a": {"babinski": "present"}, "b": {"fasciculations": "present"},
+                "c": {"babinski": "absent", "fasciculations": "present"}}
+    for cid, ev in findings.items():
+        post = net.posterior(ev, targets=["lesion_type", "disease"])  # the label is ignored
+        for t in ("lesion_type", "disease"):
+            assert table.loc[cid, t] == post[t].idxmax()
+            got = table.loc[cid, [f"{t}={s}" for s in net.states[t]]].to_numpy(dtype=float)
+            np.testing.assert_allclose(got, post[t].to_numpy(), atol=1e-9)
+    # without --findings-only the label is evidence; without --out the table goes to stdout
+    code, stdout, _ = run(capsys, "posterior", "--cases", str(cases), "-t", "disease", "--quiet")
+    table = pd.read_csv(__import__("io").StringIO(stdout)).set_index("case_id")
+    assert code == 0 and table.loc["a", "disease=stroke"] == 1.0
+    assert table.loc["b", "disease"] == net.posterior(findings["b"], targets="disease")["disease"].idxmax()
+
+
+def test_posterior_of_a_case_file_reports_bad_cells(capsys, tmp_path):
+    cases = tmp_path / "cases.csv"
+    cases.write_text("smoke,xray\nyes,maybe\n")
+    code, _, err = run(capsys, "posterior", "--network", ASIA, "--cases", str(cases), "--quiet")
+    assert code == 2 and "maybe" in err and "xray" in err
+    code, _, err = run(capsys, "posterior", "--network", ASIA, "--out", "x.csv")
+    assert code == 2 and "--cases" in err

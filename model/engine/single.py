@@ -250,18 +250,18 @@ class SingleCasePlan:
             m /= tot
             msgs[(a, b)] = m
             lz += math.log(tot)
-        for a, b in self.distribute:
-            m, tot = self._message(a, b, phi, msgs)
-            m /= tot
-            msgs[(a, b)] = m
         joints = {}
-        for r in self.roots:
+        for r in self.roots:  # a root's joint needs only collect messages
             j = self._product(r, phi, msgs, None)
             mass = float(j.sum())
             if not mass > 0.0:
                 return None
             joints[r] = (j, mass)
             lz += math.log(mass)
+        for a, b in self.distribute:
+            m, tot = self._message(a, b, phi, msgs)
+            m /= tot
+            msgs[(a, b)] = m
         out = {}
         for k, u in self.holder.items():
             if u not in joints:
