@@ -15,9 +15,10 @@ the variable and rule::
     >>> kb.variables["babinski"].states
     ('present', 'absent')
 
-``compile_tables`` turns the rules into full numpy tables; ``to_pgmpy`` builds
-the pgmpy ``DiscreteBayesianNetwork``; ``write_knowledge`` writes a knowledge
-file back (used for fitted networks).
+``compile_table`` turns the rules into full numpy tables; ``to_pgmpy`` builds
+the pgmpy ``DiscreteBayesianNetwork``. Writing a knowledge file back (used for
+fitted networks) is in :mod:`model.knowledge_write`; the graph helpers
+(``find_cycle``, ``topological_order``) are in :mod:`model.graph`.
 """
 from __future__ import annotations
 
@@ -25,12 +26,13 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import yaml
 
 from .errors import ModelFileError, did_you_mean, valid_list
+from .graph import find_cycle, topological_order
 
 #: rows of a CPT must sum to 1 within this absolute tolerance
 SUM_TOLERANCE = 1e-6
@@ -513,115 +515,3 @@ def from_tables(
             for j, combo in enumerate(combos)
         ]
     return Knowledge(name=name, variables=variables, rules=rules, sources=dict(sources or {}), path=path)
-
-
-# --------------------------------------------------------------------------- writing
-
-def knowledge_to_document(kb: Knowledge) -> dict:
-    """The YAML document of ``kb`` (rules as they are; round-trips through ``parse_knowledge``)."""
-    doc: dict[str, Any] = {"format": FORMAT, "name": kb.name}
-    if kb.version:
-        doc["version"] = kb.version
-    if kb.description:
-        doc["description"] = kb.description
-    doc["sources"] = dict(kb.sources)
-    if kb.groups:
-        doc["groups"] = [{"name": g, "variables": list(vs)} for g, vs in kb.groups]
-    if kb.tests:
-        doc["tests"] = [
-            {
-                "name": t.name,
-                "label": t.label,
-                "variables": list(t.variables),
-                "cost": t.cost,
-                "invasiveness": t.invasiveness,
-                "time_to_result": t.time_to_result,
-                "source": _source_out(t.source),
-                **({"description": t.description} if t.description else {}),
-            }
-            for t in kb.tests
-        ]
-    variables: dict[str, Any] = {}
-    for v in kb.order:
-        var = kb.variables[v]
-        entry: dict[str, Any] = {"role": var.role, "description": var.description, "states": list(var.states)}
-        if var.state_descriptions:
-            entry["state_descriptions"] = dict(var.state_descriptions)
-        entry["parents"] = list(var.parents)
-        entry["cpt"] = [
-            {
-                **({"when": {p: (list(a) if len(a) > 1 else a[0]) for p, a in r.when.items()}} if r.when else {}),
-                "p": {s: round(float(x), 12) for s, x in r.probabilities.items()},
-                "source": _source_out(r.source),
-                **({"note": r.note} if r.note else {}),
-            }
-            for r in kb.rules[v]
-        ]
-        variables[v] = entry
-    doc["variables"] = variables
-    return doc
-
-
-def _source_out(source: tuple[str, ...]):
-    return source[0] if len(source) == 1 else list(source)
-
-
-class _Dumper(yaml.SafeDumper):
-    """Quotes strings such as 'yes'/'no' so that other YAML readers keep them strings."""
-
-
-def write_knowledge(kb: Knowledge, path: str | Path) -> Path:
-    """Write ``kb`` as a knowledge file that :func:`read_knowledge` reads back identically."""
-    path = Path(path)
-    text = yaml.dump(knowledge_to_document(kb), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-# --------------------------------------------------------------------------- graph helpers
-
-def find_cycle(parents: Mapping[str, Iterable[str]]) -> list[str] | None:
-    """Return one directed cycle (as a list of names, first repeated at the end), or None."""
-    WHITE, GREY, BLACK = 0, 1, 2
-    colour = {v: WHITE for v in parents}
-    stack: list[str] = []
-
-    def visit(v: str) -> list[str] | None:
-        colour[v] = GREY
-        stack.append(v)
-        for p in parents[v]:
-            if colour.get(p) == GREY:
-                return stack[stack.index(p):] + [p]
-            if colour.get(p) == WHITE:
-                found = visit(p)
-                if found:
-                    return found
-        stack.pop()
-        colour[v] = BLACK
-        return None
-
-    for v in parents:
-        if colour[v] == WHITE:
-            found = visit(v)
-            if found:
-                # the walk follows child -> parent; report it parent -> child
-                return list(reversed(found))
-    return None
-
-
-def topological_order(parents: Mapping[str, Iterable[str]]) -> list[str]:
-    """Parents before children, otherwise keeping the given order."""
-    done: set[str] = set()
-    order: list[str] = []
-
-    def visit(v: str) -> None:
-        if v in done:
-            return
-        done.add(v)
-        for p in parents[v]:
-            visit(p)
-        order.append(v)
-
-    for v in parents:
-        visit(v)
-    return order

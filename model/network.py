@@ -385,7 +385,7 @@ class Network:
     def export(self, path: str | Path, fmt: str | None = None) -> Path:
         """Write the network as BIF, XMLBIF (pgmpy writers) or a knowledge file (.yaml)."""
         from .io import detect_format, write_interchange
-        from .knowledge import write_knowledge
+        from .knowledge_write import write_knowledge
 
         path = Path(path)
         fmt = fmt or detect_format(path)

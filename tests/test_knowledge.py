@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from model import ModelFileError, load_network
-from model.knowledge import SUM_TOLERANCE, parse_knowledge, read_knowledge, to_pgmpy, write_knowledge
+from model.knowledge import SUM_TOLERANCE, parse_knowledge, read_knowledge, to_pgmpy
+from model.knowledge_write import write_knowledge
 
 GOOD = textwrap.dedent(
     """

@@ -14,7 +14,8 @@ from model import estep as estep_module
 from model.cases import CASE_ID, decode, encode, read_cases, sample_codes, simulate
 from model.estep import FamilyMarginals
 from model.io import knowledge_from_pgmpy
-from model.knowledge import from_tables, write_knowledge
+from model.knowledge import from_tables
+from model.knowledge_write import write_knowledge
 from model.learning import fit
 from model.network import Network
 

@@ -96,7 +96,7 @@ def validate(args) -> int:
 
 
 def fit(args) -> int:
-    from ..knowledge import write_knowledge
+    from ..knowledge_write import write_knowledge
     from ..learning import fit as run_fit
 
     net = network_from(args)
