@@ -134,12 +134,14 @@ def hard_evidence(evidence: Evidence | None, states: Mapping[str, Sequence[str]]
 
 
 def cases_to_likelihoods(
-    cases: pd.DataFrame, states: Mapping[str, Sequence[str]], ignore: Sequence[str] = ("case_id",)
+    cases: pd.DataFrame, states: Mapping[str, Sequence[str]], ignore: Sequence[str] = ("case_id",),
+    first_row: int = 1,
 ) -> dict[str, np.ndarray]:
     """Per-variable ``(N, card)`` likelihood arrays for a table of cases (blank/NaN = unobserved).
 
     Cells hold state names (or, for soft evidence, a mapping state -> weight). Every problem is
-    reported at once with its row and column; nothing is silently dropped.
+    reported at once with its row (counting from ``first_row``) and column; nothing is
+    silently dropped.
     """
     if not isinstance(cases, pd.DataFrame):
         raise EvidenceError(f"cases must be a pandas DataFrame, got {type(cases).__name__}")
@@ -185,7 +187,7 @@ def cases_to_likelihoods(
             try:
                 vec = likelihood_vector(c, value, states)
             except EvidenceError as exc:
-                problems.append(f"row {r + 1} ({_row_label(cases, r)}), column {c!r}: {exc}")
+                problems.append(f"row {r + first_row} ({_row_label(cases, r)}), column {c!r}: {exc}")
                 if len(problems) >= 50:
                     break
                 continue

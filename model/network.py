@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ImpossibleEvidenceError
+from .errors import EvidenceError, ImpossibleEvidenceError
 from .evidence import Evidence, cases_to_likelihoods, check_variable, to_likelihoods
 from .knowledge import Knowledge, TestGroup, read_knowledge, to_pgmpy
 
@@ -42,6 +42,17 @@ def load_network(path: str | Path | None = None) -> "Network":
     if fmt == "yaml":
         return Network(read_knowledge(path))
     return Network(read_interchange(path))
+
+
+#: Network.posterior_batch converts and runs cases in slices of this many rows
+BATCH_ROWS = 50_000
+
+
+@dataclass
+class _Stacked:
+    marginals: dict
+    log_evidence: np.ndarray
+    possible: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -288,10 +299,23 @@ class Network:
         if on_impossible not in ("raise", "flag"):
             raise ValueError("on_impossible must be 'raise' or 'flag'")
         targets = self._targets(targets)
-        lik = cases_to_likelihoods(cases, self.states)
+        if not isinstance(cases, pd.DataFrame):
+            raise EvidenceError(f"cases must be a pandas DataFrame, got {type(cases).__name__}")
         index = pd.Index(cases["case_id"], name="case_id") if "case_id" in cases.columns else cases.index
         n = len(cases)
-        result = self.engine.query(lik, targets, n_cases=n)
+        # Slices of BATCH_ROWS cases bound the memory of the likelihood arrays for any n.
+        marginals: dict[str, list] = {t: [] for t in targets}
+        log_ev, flags = [], []
+        for start in range(0, max(n, 1), BATCH_ROWS):
+            part = cases.iloc[start:start + BATCH_ROWS]
+            lik = cases_to_likelihoods(part, self.states, first_row=start + 1)
+            res = self.engine.query(lik, targets, n_cases=len(part))
+            for t in targets:
+                marginals[t].append(res.marginals[t])
+            log_ev.append(res.log_evidence)
+            flags.append(res.possible)
+        result = _Stacked({t: np.concatenate(m) for t, m in marginals.items()},
+                          np.concatenate(log_ev), np.concatenate(flags))
         possible = pd.Series(np.asarray(result.possible, dtype=bool), index=index, name="possible")
         if on_impossible == "raise" and not possible.all():
             bad = list(index[~possible.to_numpy()][:10])

@@ -160,3 +160,21 @@ def test_describe_and_cpt_tables(asia):
     cpt = asia.cpt("either")
     assert list(cpt.index.names) == ["lung", "tub"] and "source" in cpt.columns
     np.testing.assert_allclose(cpt[["yes", "no"]].sum(axis=1), 1.0)
+
+
+def test_batch_in_slices_equals_one_pass_and_counts_rows_across_slices(asia, monkeypatch):
+    import model.network as network
+
+    rng = np.random.default_rng(4)
+    cases = pd.DataFrame({"smoke": rng.choice(["yes", "no", None], 23),
+                          "xray": rng.choice(["yes", "no", None], 23)})
+    whole = asia.posterior_batch(cases, targets=["lung", "tub"])
+    monkeypatch.setattr(network, "BATCH_ROWS", 5)
+    sliced = asia.posterior_batch(cases, targets=["lung", "tub"])
+    for t in ("lung", "tub"):
+        pd.testing.assert_frame_equal(whole.posteriors[t], sliced.posteriors[t], atol=1e-12)
+    np.testing.assert_allclose(whole.log_evidence, sliced.log_evidence, atol=1e-12)
+    cases.loc[17, "xray"] = "maybe"
+    with pytest.raises(EvidenceError, match=r"row 18 .*column 'xray'"):
+        asia.posterior_batch(cases)
+    assert asia.posterior_batch(cases.iloc[:0]).possible.size == 0
