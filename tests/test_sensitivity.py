@@ -19,8 +19,8 @@ from model.sensitivity import (
     family_posteriors,
     parameter_sensitivity,
     sensitivity_function,
-    tornado_plot,
 )
+from model.sensitivity_plots import tornado_plot
 
 
 def as_network(model, name="net"):

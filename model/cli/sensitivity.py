@@ -149,7 +149,7 @@ def run(args) -> int:
         main = sweep(net, scenarios, analysis, scheduler=args.scheduler, **opts)
         save_csv(main, f"{args.kind}_sweep.csv")
     elif args.kind == "parameters":
-        from ..sensitivity import tornado_plot
+        from ..sensitivity_plots import tornado_plot
 
         main = net.sensitivity(evidence, args.target, args.state, method=args.method, spread=args.spread,
                                prior_strength=args.prior_strength, level=args.level)
