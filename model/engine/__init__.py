@@ -10,8 +10,8 @@ Modules: :mod:`.api` (``InferenceEngine``: support merge, then the junction tree
 :mod:`.support` (merging near-deterministic structure), :mod:`.forest` (pruning, leaf
 findings, triangulation via :mod:`.triangulate`, rooting), :mod:`.blocks` (leaf findings
 absorbed per node), :mod:`.contraction` (batched numpy kernels and their path search),
-:mod:`.core` (batched plans, propagation, chunking, public API) and :mod:`.single` (plans for
-one case).  The design, with measured figures, is described in ``docs/engine.md``.
+:mod:`.plan` (batched plans), :mod:`.core` (plan cache, propagation, chunking, threads,
+public API) and :mod:`.single` (plans for one case).  The design, with measured figures, is described in ``docs/engine.md``.
 
 Evidence as likelihoods
 -----------------------
