@@ -14,7 +14,7 @@ with pgmpy (read by path, CPD columns renormalised):
    (tracemalloc; numpy allocations are traced, pyAgrum's C++ ones are not).
 
 Times are wall-clock medians (``--clock cpu``: CPU-time medians of this process, all threads
-counted).  The engine runs batches on a pool of ``--threads`` workers (default: the machine's
+counted).  The engine runs batches on a pool of ``--threads`` workers (default: the process's
 cores; pyAgrum also uses its default of one thread per core); ``--threads 1`` measures it on
 one core.  Answers of the three tools are cross-checked on the first case.
 pyAgrum is used as intended: one LazyPropagation per network with ``setTargets`` (3x faster
@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 warnings.filterwarnings("ignore")
 
 from model.engine import InferenceEngine  # noqa: E402
+from model.engine.core import default_threads  # noqa: E402
 
 BUNDLED = ("alarm", "hepar2", "win95pts")
 
@@ -264,7 +265,7 @@ def main(argv=None):
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall-clock (default) or CPU time of this process (all threads)")
     ap.add_argument("--threads", type=int, default=None,
-                    help="engine threads for batches (default: the machine's cores)")
+                    help="engine threads for batches (default: the cores this process may use, at most 4)")
     args = ap.parse_args(argv)
     global CLOCK
     CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
@@ -280,7 +281,7 @@ def main(argv=None):
         gum_threads = None
     print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f} quick={args.quick} "
           f"clock={args.clock} pyagrum_threads={gum_threads} "
-          f"engine_threads={args.threads or os.cpu_count()} engine_blas_threads=1 (batches)")
+          f"engine_threads={args.threads or default_threads()} engine_blas_threads=1 (batches)")
     rows = []
     for name, model, one_t, findings, batch_t in load_networks(args.networks, not args.no_default):
         t0 = time.perf_counter()

@@ -55,9 +55,9 @@ underflows however many findings are observed.  An impossible case gets ``log_ev
 
 Chunking and threads.  Cases run in chunks sized so that the largest intermediate of a chunk
 stays under ``max_elements`` (default 2**18 float64 = 2 MB, near the cache), on a shared pool
-of ``threads`` workers (default: the machine's cores; numpy releases the GIL in its loops), with
-BLAS pinned to one thread (threadpoolctl): the products are small and many, and idle OpenBLAS
-threads spin on the other core.
+of ``threads`` workers (default: the cores the process may use, at most 4; numpy releases the
+GIL in its loops), with BLAS pinned to one thread (threadpoolctl): the products are small and
+many, and idle OpenBLAS threads spin on the other core.
 """
 
 from .api import InferenceEngine

@@ -90,8 +90,9 @@ class JunctionTreeEngine:
         self.max_chunk = int(max_chunk)
         self.max_elements = int(max_elements)
         self.max_plans = int(max_plans)
-        #: chunks of a large batch run on this many threads (default: the machine's cores)
-        self.threads = int(threads) if threads else (os.cpu_count() or 1)
+        #: chunks of a large batch run on this many threads (default: the cores this process
+        #: may use, at most DEFAULT_MAX_THREADS)
+        self.threads = int(threads) if threads else default_threads()
         #: one case uses a dense single-case plan up to this many node states in all
         self.single_max_elements = DEFAULT_SINGLE_MAX
         self._plans: OrderedDict = OrderedDict()
@@ -352,6 +353,19 @@ class JunctionTreeEngine:
         p = self._plan(frozenset(evidence), tuple(dict.fromkeys(targets)))
         return {"nodes": p.n_nodes, "messages": len(p.schedule), "largest_node": p.max_scope,
                 "largest_intermediate_per_case": p.per_case}
+
+
+#: the default thread count never exceeds this (gains beyond two cores are unmeasured)
+DEFAULT_MAX_THREADS = 4
+
+
+def default_threads() -> int:
+    """Cores this process may run on (its CPU affinity), at most ``DEFAULT_MAX_THREADS``."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, DEFAULT_MAX_THREADS))
 
 
 _POOLS: dict = {}
