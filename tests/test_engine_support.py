@@ -87,16 +87,23 @@ def test_random_sparse_networks_match_brute_force(seed):
         elif r < 0.5:
             lik[v] = rng.random(cards[v]) + 0.01
     ref, log_ev = brute_force(model, lik, variables)
-    res = eng.query(lik, variables)
+    res = eng.query(lik, variables)  # the single-case plan
+    batch = {v: np.stack([L, np.ones_like(L), L]) for v, L in lik.items()}
+    res_b = eng.query(batch, variables, n_cases=3)  # the batched plan (row 1: no evidence)
     if not np.isfinite(log_ev):
-        assert not res.possible[0]
+        assert not res.possible[0] and not res_b.possible[0] and not res_b.possible[2]
         return
     assert res.log_evidence[0] == pytest.approx(log_ev, abs=1e-9)
+    assert res_b.log_evidence[2] == pytest.approx(log_ev, abs=1e-9)
     for v in variables:
         np.testing.assert_allclose(res.marginals[v][0], ref[v], atol=1e-9)
+        np.testing.assert_allclose(res_b.marginals[v][0], ref[v], atol=1e-9)
+        np.testing.assert_allclose(res_b.marginals[v][2], ref[v], atol=1e-9)
     if len(variables) >= 2:
         a, b = variables[0], variables[-1]
-        np.testing.assert_allclose(eng.joint(lik, a, b)[0], brute_force_joint(model, lik, a, b), atol=1e-9)
+        ref_j = brute_force_joint(model, lik, a, b)
+        np.testing.assert_allclose(eng.joint(lik, a, b)[0], ref_j, atol=1e-9)
+        np.testing.assert_allclose(eng.joint(batch, a, b, n_cases=3)[2], ref_j, atol=1e-9)
 
 
 def test_default_network_merged_equals_unmerged():
