@@ -1,22 +1,27 @@
-"""Leaf findings absorbed as one matrix product per junction-tree node.
+"""Leaf findings absorbed by matrix products at the junction-tree node that holds them.
 
 Most evidence in a diagnostic network sits on *leaf findings*: observed variables with no
 children in the pruned network.  A leaf ``f`` with parents ``pa`` only ever contributes the
-factor ``P(f = e | pa)`` (hard evidence) or ``sum_s L(s) P(s | pa)`` (soft evidence), and an
-unobserved leaf contributes 1.  Giving each leaf its own junction-tree node costs a message,
-an allocation and several numpy calls per finding; instead the plan groups the leaves held by
-one node into a :class:`FindingBlock` whose per-case potential over the union of their
-parents is, for hard evidence, one matrix product in log space::
+factor ``P(f = e | pa)`` (hard evidence), ``sum_s L(s) P(s | pa)`` (soft evidence) or 1 (not
+observed).  Giving each leaf its own junction-tree node costs a message, an allocation and
+several numpy calls per finding; instead the leaves held by one node with the same parents
+(groups merged while their parents span at most ``SMALL_SCOPE`` states, see
+:func:`group_leaves`) form a :class:`FindingBlock` with one per-case potential over the union
+of their parents:
 
-    log B[n, pa] = sum_f log P(f = e_nf | pa) = X[n, :] @ W[:, pa]
+* up to ``LINEAR_MAX`` findings: the product of ``L_f @ P(f | pa)`` (one BLAS product per
+  finding; an all-ones row gives 1, a one-hot row the table column), no logarithms;
+* more: one matrix product in log space for all of them::
 
-where ``X`` is the one-hot evidence of the block's findings (an unobserved finding is an
-all-zero segment, contributing ``log 1 = 0``) and ``W`` stacks the log-tables of the findings,
-broadcast to the block's parent union.  A zero table entry is stored as the finite ``NEG``
-(so that ``0 * NEG = 0`` inside the product); a case whose every entry falls below
-``IMPOSSIBLE`` has impossible evidence.  Each case's row is shifted by its maximum before
-``exp`` (the shift is added to ``log P(e)``), so nothing underflows however many findings a
-block holds.  Soft-evidence rows of a finding are added as ``log(L @ P)`` for those rows only.
+      log B[pa, n] = sum_f log P(f = e_nf | pa) = W[pa, :] @ X[:, n]
+
+  where ``X`` holds the likelihood rows and ``W`` the log-tables broadcast to the parent
+  union.  Rows are told apart once per query (:meth:`FindingBlock.prepare`): a missing
+  finding's column sum of ``W`` is subtracted, a soft row gets ``log(L @ P)`` instead, and a
+  zero table entry is the finite ``NEG`` (with zeros in the tables the non-hard rows are
+  zeroed before the product, so that ``NEG`` never cancels).  Each case is shifted by its
+  maximum before ``exp`` (the shift goes into ``log P(e)``), so nothing underflows however
+  many findings a block holds; a case whose maximum is below ``IMPOSSIBLE`` is impossible.
 
 Relative rounding error is about ``|log B| * 2**-52`` (1e-14 for 100 findings), far inside
 the engine's 1e-9 agreement with pgmpy.
