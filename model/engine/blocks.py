@@ -47,12 +47,13 @@ SMALL_SCOPE = 64
 
 
 class FindingBlock:
-    """Leaf findings of one junction-tree node, absorbed by one matrix product per chunk.
+    """Leaf findings of one junction-tree node and their per-case potential.
 
-    ``findings`` are leaf variables whose parents all lie in ``scope`` order (``vars``, the
-    union of their parents in network order).  ``lin`` stacks their tables broadcast to
-    ``vars`` (shape ``(sum of cards, prod of var cards)``), ``logw`` its logarithm with
-    ``NEG`` for zeros.
+    ``vars`` is the union of the findings' parents in network order, ``shape`` their cards.
+    ``lin`` stacks the findings' tables broadcast to ``vars`` (shape ``(sum of cards, prod of
+    shape)``); ``logw_t`` is the transpose of its logarithm (``NEG`` for zeros) and ``lin_t``
+    of itself.  ``linear`` says which of the two ways of the module docstring the block uses.
+    Call :meth:`prepare` once per query, then :meth:`potential` per chunk of cases.
     """
 
     def __init__(self, findings: Sequence[str], cards: Mapping[str, int],
