@@ -45,7 +45,7 @@ A *plan* is compiled once per (set of variables carrying likelihoods, targets) a
 
 One case (``N == 1``) runs on a :class:`.single.SingleCasePlan` instead: one dense potential
 per node (static tables x ``exp`` of the node's evidence rows), evidence-free parts computed at
-compile time, about 100 microseconds on the default network.
+compile time, about 0.13 ms on the default network (0.21 ms per query in all).
 
 Scaling.  When no per-case input exceeds 1 messages are not rescaled; a chunk in which a
 case's mass falls below 1e-250 (deep underflow, or impossible evidence) is run again with
