@@ -105,16 +105,17 @@ class FindingBlock:
     def prepare(self, x: np.ndarray):
         """Sort a batch's rows into hard, unobserved and soft, once per query.
 
-        ``x`` is the block's batch-last likelihoods, ``(width, N)``, entries >= 0 (checked by
-        the engine).  With entries >= 0 a segment is one-hot iff its sum and its sum of
+        ``x`` lists the block's findings' batch-last likelihoods, ``(card, N)`` each, entries
+        >= 0 (checked by the engine).  With entries >= 0 a segment is one-hot iff its sum and its sum of
         squares are 1, and all ones iff both equal its length; anything else is soft
         evidence.  Without zero table entries the product ``W @ x`` is later taken on the raw
         rows and each unobserved finding's column sum of ``W`` subtracted; with zeros
         (``NEG`` entries, which must not cancel) the non-hard segments are zeroed here.
         Returns the state :meth:`potential` reads.
         """
-        if self.linear:
-            return x, None, None, x
+        if self.linear:  # x: one batch-last array per finding (views, no copy)
+            return x, None, None, None
+        x = np.concatenate(x, axis=0)
         s1 = self.segments @ x  # per-finding sums (a 0/1 matrix product beats reduceat)
         s2 = self.segments @ (x * x)
         hard = (s1 == 1.0) & (s2 == 1.0)
@@ -135,17 +136,17 @@ class FindingBlock:
         multiplied in directly).
         """
         xu, unobserved, soft, raw = state
-        x = xu[:, start:stop]
         m = stop - start
         if self.linear:
             b = None
-            for lo, hi in self.segment_bounds:
-                f = self.lin_t[:, lo:hi] @ x[lo:hi]
+            for (lo, hi), xf in zip(self.segment_bounds, xu):
+                f = self.lin_t[:, lo:hi] @ xf[:, start:stop]
                 if b is None:
                     b = f
                 else:
                     b *= f
             return b.reshape(self.shape + (m,)), 0.0
+        x = xu[:, start:stop]
         logb = self.logw_t @ x
         if unobserved is not None:
             logb -= self.colsum_t @ unobserved[:, start:stop]

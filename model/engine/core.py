@@ -147,8 +147,8 @@ class JunctionTreeEngine:
 
     # ----------------------------------------------------------------------------------------
     def _prepare(self, likelihoods, n_cases):
-        """Validate likelihoods; return (dict var -> (card,) or (N, card) array, N).  Variables
-        whose likelihood is all ones (unobserved in every case) are dropped."""
+        """Validate likelihoods; return (dict var -> (card,) or (N, card) array, N, largest
+        entry).  Variables whose likelihood is all ones (unobserved in every case) are dropped."""
         arrs, n = {}, None
         for v, L in likelihoods.items():
             if v not in self.cards:
@@ -173,7 +173,7 @@ class JunctionTreeEngine:
             n = int(n_cases)
         n = 1 if n is None else n
         if not arrs or n == 0:
-            return dict(arrs), n
+            return dict(arrs), n, math.inf
         names = list(arrs)
         if n <= 64:  # small arrays: one concatenation, a handful of numpy calls in all
             flat = np.concatenate([arrs[v].reshape(-1) for v in names])
@@ -185,15 +185,17 @@ class JunctionTreeEngine:
             lo = [float(arrs[v].min()) for v in names]
             hi = [float(arrs[v].max()) for v in names]
         out = {}
+        peak = 0.0
         for v, a_lo, a_hi in zip(names, lo, hi):
             if not (a_lo >= 0.0 and a_hi < math.inf):  # also catches NaN
                 raise ValueError(f"likelihood of {v!r} has negative or non-finite entries")
             if a_lo == 1.0 and a_hi == 1.0:
                 continue  # unobserved everywhere: no information
             out[v] = arrs[v]  # (card,) shared by every case, or (N, card)
-        return out, n
+            peak = max(peak, a_hi)
+        return out, n, peak
 
-    def _run(self, plan: BatchPlan, lik: dict, n: int):
+    def _run(self, plan: BatchPlan, lik: dict, n: int, peak: float = math.inf):
         """Run a plan over all cases in chunks; return (outputs per key, log_evidence, possible).
 
         Large batches run with BLAS limited to one thread: the matrix products here are small
@@ -203,10 +205,10 @@ class JunctionTreeEngine:
             ctl = blas_controller()
             if ctl is not None:
                 with ctl.limit(limits=1, user_api="blas"):
-                    return self._run_chunks(plan, lik, n)
-        return self._run_chunks(plan, lik, n)
+                    return self._run_chunks(plan, lik, n, peak)
+        return self._run_chunks(plan, lik, n, peak)
 
-    def _run_chunks(self, plan: BatchPlan, lik: dict, n: int):
+    def _run_chunks(self, plan: BatchPlan, lik: dict, n: int, peak: float):
         chunk = max(1, min(self.max_chunk, self.max_elements // max(plan.per_case, 1)))
         # Per-case arrays are laid out batch-last: (*states, N).
         leaves = set(plan.leaf_order)
@@ -217,12 +219,9 @@ class JunctionTreeEngine:
         lik_t = {v: np.ascontiguousarray(batch_last(a)) for v, a in lik.items()
                  if v not in leaves}
         # per block: its findings' likelihood rows (batch-last), sorted into hard/missing/soft
-        ev = [b.prepare(np.concatenate([batch_last(lik[f]) for f in b.findings], axis=0))
-              for b in plan.blocks]
+        ev = [b.prepare([batch_last(lik[f]) for f in b.findings]) for b in plan.blocks]
         # Messages need no per-case scaling when no per-case input exceeds 1 (see _run_chunk).
-        scaled = any(float(a.max(initial=0.0)) > 1.0 for a in lik_t.values()) or any(
-            b.linear and float(state[0].max(initial=0.0)) > 1.0
-            for b, state in zip(plan.blocks, ev))
+        scaled = peak > 1.0
         bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
         pool = _pool(self.threads) if len(bounds) > 1 else None
         if pool is None:
@@ -300,12 +299,12 @@ class JunctionTreeEngine:
         for t in targets:
             if t not in self.cards:
                 raise KeyError(f"unknown target variable {t!r}")
-        lik, n = self._prepare(likelihoods, n_cases)
+        lik, n, peak = self._prepare(likelihoods, n_cases)
         if n == 1:
             res, logz, possible = self._run_single(frozenset(lik), targets, None, lik)
         else:
             plan = self._plan(frozenset(lik), targets)
-            res, logz, possible = self._run(plan, lik, n)
+            res, logz, possible = self._run(plan, lik, n, peak)
         return EngineResult(res, logz, possible)
 
     def _run_single(self, evidence: frozenset, targets: tuple, pair, lik: dict):
@@ -333,13 +332,13 @@ class JunctionTreeEngine:
         for t in (a, b):
             if t not in self.cards:
                 raise KeyError(f"unknown variable {t!r}")
-        lik, n = self._prepare(likelihoods, n_cases)
+        lik, n, peak = self._prepare(likelihoods, n_cases)
         pair = (a, b)
         if n == 1:
             res, _, _ = self._run_single(frozenset(lik), (), pair, lik)
         else:
             plan = self._plan(frozenset(lik), (), pair)
-            res, _, _ = self._run(plan, lik, n)
+            res, _, _ = self._run(plan, lik, n, peak)
         r = res[pair]
         if a == b:
             out = np.zeros((n, self.cards[a], self.cards[a]))
