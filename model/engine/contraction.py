@@ -33,8 +33,6 @@ _GEMM_SPEEDUP = 8.0
 _DP_MAX = 9
 #: an operand that must be permuted is copied first when the product is this many times larger
 _COPY_RATIO = 4
-#: a pairwise product with a sum runs as numpy.einsum (see Contraction._einsum_pair)
-_EINSUM_SUMS = True
 _CONTROLLER: list = []
 
 
@@ -183,16 +181,16 @@ class Contraction:
         return _Op(tuple(H + A + B), src=slot)
 
     def _elementwise(self, a: _Op, b: _Op, keep: tuple) -> _Op:
-        """Broadcast product of two operands (at least one per case) into a fresh C-ordered
-        buffer, then sum the labels not kept.
+        """Product of two operands (at least one per case), then the labels not kept summed.
 
-        The buffer puts the summed labels first, so the sum adds contiguous slabs; an operand
-        whose axes must be permuted is first copied into that order when it is much smaller
-        than the product (a strided read costs about twice a contiguous one)."""
-        both = tuple(dict.fromkeys(a.labels + b.labels))
-        full = tuple(v for v in both if v not in keep) + tuple(v for v in both if v in keep)
+        With a sum it is one ``numpy.einsum`` (:meth:`_einsum_pair`).  Without one it is a
+        broadcast product into a fresh C-ordered buffer; an operand whose axes must be
+        permuted is first copied into that order when it is much smaller than the product (a
+        strided read costs about twice a contiguous one)."""
+        if any(v not in keep for v in a.labels + b.labels):
+            return self._einsum_pair(a, b, keep)
+        full = tuple(dict.fromkeys(a.labels + b.labels))
         shape = tuple(self.cards[v] for v in full)
-        n_summed = sum(1 for v in full if v not in keep)
         total = math.prod(shape)
 
         def view(op: _Op):
@@ -204,13 +202,8 @@ class Contraction:
             arr = op.static.transpose(perm)[idx][..., None]
             return None, None, np.ascontiguousarray(arr), False
 
-        if n_summed and _EINSUM_SUMS:
-            return self._einsum_pair(a, b, keep)
         pa, ia, ca, cpa = view(a)
         pb, ib, cb, cpb = view(b)
-        summed_size = math.prod(shape[:n_summed])
-        out_labels = tuple(v for v in full if v in keep)
-        out_shape = shape[n_summed:]
 
         def prep(x, perm, idx, copy):
             x = x.transpose(perm)
@@ -223,18 +216,13 @@ class Contraction:
             xa = ca if ca is not None else prep(next(it), pa, ia, cpa)
             xb = cb if cb is not None else prep(next(it), pb, ib, cpb)
             n = max(xa.shape[-1], xb.shape[-1])
-            out = np.multiply(xa, xb, out=np.empty(shape + (n,)))
-            if not n_summed:
-                return out
-            return out.reshape(summed_size, -1).sum(axis=0).reshape(out_shape + (n,))
+            return np.multiply(xa, xb, out=np.empty(shape + (n,)))
         args = tuple(op.src for op in (a, b) if op.static is None)
         slot = self._new_slot()
         self.steps.append((step, args, slot))
         self.largest = max(self.largest, total)
-        origin = None
-        if not n_summed and a.static is None and b.static is None:
-            origin = (a, b, len(self.steps) - 1)
-        return _Op(out_labels, src=slot, origin=origin)
+        origin = (a, b, len(self.steps) - 1) if a.static is None and b.static is None else None
+        return _Op(full, src=slot, origin=origin)
 
     def _einsum_pair(self, a: _Op, b: _Op, keep: tuple) -> _Op:
         """Product of two operands summed over the labels not kept, as one ``numpy.einsum``
